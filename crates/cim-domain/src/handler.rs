@@ -1,0 +1,146 @@
+//! The command pipeline of an entity component: validate, rehydrate, decide, append.
+//!
+//! [`handle_command`] is the whole body of an entity component's `handle` export; the
+//! component only adapts WIT types and supplies an [`EventLog`] backed by its `eventstore`
+//! import. Native tests supply [`crate::testing::MemoryLog`] instead.
+
+use crate::aggregate::{Aggregate, EventCodec};
+use crate::chain::ChainVerifier;
+use crate::envelope::Envelope;
+use crate::error::EcsError;
+use crate::event::{NewEvent, RecordedEvent};
+use crate::ident::{EntityRef, Token};
+
+/// Largest command payload accepted, in bytes. Larger content belongs in the object store,
+/// referenced by CID.
+pub const MAX_COMMAND_PAYLOAD: usize = 256 * 1024;
+
+/// How many events are read per page while rehydrating.
+pub const READ_PAGE: u32 = 512;
+
+/// An entity's event stream, as seen by an entity component.
+pub trait EventLog {
+    /// Reads at most `max` events of `entity` from version `from` (1-based), in order.
+    fn read(&mut self, entity: &EntityRef, from: u64, max: u32) -> Result<Vec<RecordedEvent>, EcsError>;
+
+    /// Appends `events` if `entity` is at `expected_version`; returns them chained and stored.
+    fn append(
+        &mut self,
+        entity: &EntityRef,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, EcsError>;
+}
+
+/// A command as it arrives, before validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRequest {
+    /// Entity kind, unvalidated.
+    pub kind: String,
+    /// Entity id, unvalidated.
+    pub id: String,
+    /// Command name.
+    pub name: String,
+    /// JSON payload.
+    pub payload: Vec<u8>,
+    /// Optional optimistic-concurrency check.
+    pub expected_version: Option<u64>,
+    /// Correlation and causation.
+    pub meta: Envelope,
+}
+
+fn invalid(e: impl std::fmt::Display) -> EcsError {
+    EcsError::Invalid(e.to_string())
+}
+
+fn validate_meta(meta: &Envelope) -> Result<(), EcsError> {
+    Token::parse("command id", &meta.id).map_err(invalid)?;
+    Token::parse("correlation id", &meta.correlation_id).map_err(invalid)?;
+    if let Some(c) = &meta.causation_id {
+        Token::parse("causation id", c).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// Rehydrates `A` from the log, verifying the chain; returns the state and its version.
+pub fn rehydrate<A: Aggregate>(log: &mut impl EventLog, entity: &EntityRef) -> Result<(A, u64), EcsError> {
+    let mut state = A::default();
+    let mut verifier = ChainVerifier::new();
+    loop {
+        let page = log.read(entity, verifier.version() + 1, READ_PAGE)?;
+        let n = page.len();
+        for ev in &page {
+            verifier
+                .push(ev)
+                .map_err(|e| EcsError::Unavailable(format!("event chain is corrupt: {e}")))?;
+            let domain: A::Event = EventCodec::decode(ev.name.as_str(), &ev.payload)
+                .map_err(|e| EcsError::Unavailable(format!("stored event cannot be decoded: {e}")))?;
+            state.apply(&domain);
+        }
+        if n < READ_PAGE as usize {
+            return Ok((state, verifier.version()));
+        }
+    }
+}
+
+/// Handles one command for aggregate `A`: the complete behaviour of an entity component.
+///
+/// Nothing is appended unless the command is valid, the entity accepts it and the log's
+/// optimistic-concurrency check passes.
+pub fn handle_command<A: Aggregate>(
+    log: &mut impl EventLog,
+    req: CommandRequest,
+) -> Result<Vec<RecordedEvent>, EcsError> {
+    let entity = EntityRef::new(&req.kind, &req.id).map_err(invalid)?;
+    if entity.kind.as_str() != A::KIND {
+        return Err(EcsError::Invalid(format!(
+            "this component serves `{}` entities, not `{}`",
+            A::KIND,
+            entity.kind
+        )));
+    }
+    Token::parse("command name", &req.name).map_err(invalid)?;
+    validate_meta(&req.meta)?;
+    if req.payload.len() > MAX_COMMAND_PAYLOAD {
+        return Err(EcsError::Invalid(format!(
+            "command payload is {} bytes; at most {MAX_COMMAND_PAYLOAD} are accepted (store large content in the object store and pass its CID)",
+            req.payload.len()
+        )));
+    }
+    let command: A::Command = EventCodec::decode(&req.name, &req.payload).map_err(invalid)?;
+
+    let (state, version) = rehydrate::<A>(log, &entity)?;
+    if let Some(expected) = req.expected_version {
+        if expected != version {
+            return Err(EcsError::Conflict {
+                expected,
+                actual: version,
+            });
+        }
+    }
+    let decided = state
+        .decide(&command)
+        .map_err(|e| EcsError::Rejected(e.to_string()))?;
+    if decided.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new_events = decided
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            let (name, payload) = EventCodec::encode(ev).map_err(invalid)?;
+            Ok(NewEvent {
+                name,
+                schema_version: A::schema_version(ev),
+                payload,
+                meta: Envelope {
+                    id: format!("{}-{}", req.meta.id, i + 1),
+                    correlation_id: req.meta.correlation_id.clone(),
+                    causation_id: Some(req.meta.id.clone()),
+                    occurred_at_ms: req.meta.occurred_at_ms,
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, EcsError>>()?;
+    log.append(&entity, version, new_events)
+}

@@ -1,0 +1,149 @@
+//! Test helpers: given/when/then for aggregates and an in-memory [`EventLog`].
+//!
+//! ```
+//! # use cim_domain::testing::given;
+//! # use cim_domain::Aggregate;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Default)] struct Counter(u32);
+//! # #[derive(Deserialize)] enum Cmd { Add }
+//! # #[derive(Debug, PartialEq, Serialize, Deserialize)] enum Ev { Added }
+//! # impl Aggregate for Counter {
+//! #     const KIND: &'static str = "counter";
+//! #     type Command = Cmd; type Event = Ev; type Error = String;
+//! #     fn decide(&self, _: &Cmd) -> Result<Vec<Ev>, String> {
+//! #         if self.0 >= 1 { Err("full".into()) } else { Ok(vec![Ev::Added]) } }
+//! #     fn apply(&mut self, _: &Ev) { self.0 += 1 }
+//! # }
+//! given::<Counter>([]).when(Cmd::Add).then([Ev::Added]);
+//! given::<Counter>([Ev::Added]).when(Cmd::Add).then_err("full");
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use crate::aggregate::Aggregate;
+use crate::error::EcsError;
+use crate::event::{NewEvent, RecordedEvent};
+use crate::handler::EventLog;
+use crate::ident::EntityRef;
+
+/// The state built from a history, waiting for a command.
+pub struct Given<A: Aggregate> {
+    state: A,
+}
+
+/// Starts a scenario from a history of events.
+pub fn given<A: Aggregate>(history: impl IntoIterator<Item = A::Event>) -> Given<A> {
+    let history: Vec<A::Event> = history.into_iter().collect();
+    Given {
+        state: A::fold(&history),
+    }
+}
+
+impl<A: Aggregate> Given<A> {
+    /// Decides a command against the given history.
+    pub fn when(self, cmd: A::Command) -> Outcome<A> {
+        let result = self.state.decide(&cmd);
+        Outcome { result }
+    }
+}
+
+/// The result of a decision, to be asserted.
+pub struct Outcome<A: Aggregate> {
+    result: Result<Vec<A::Event>, A::Error>,
+}
+
+impl<A: Aggregate> Outcome<A>
+where
+    A::Event: PartialEq + Debug,
+{
+    /// Asserts the command produced exactly `expected`.
+    #[track_caller]
+    pub fn then(self, expected: impl IntoIterator<Item = A::Event>) {
+        let expected: Vec<A::Event> = expected.into_iter().collect();
+        match self.result {
+            Ok(events) => assert_eq!(events, expected, "unexpected events"),
+            Err(e) => panic!("expected events {expected:?}, command was refused: {e}"),
+        }
+    }
+
+    /// Asserts the command was refused with a message containing `needle`.
+    #[track_caller]
+    pub fn then_err(self, needle: &str) {
+        match self.result {
+            Ok(events) => panic!("expected a refusal containing {needle:?}, got events {events:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(needle), "refusal {msg:?} does not contain {needle:?}");
+            }
+        }
+    }
+}
+
+/// An in-memory event log with the same contract as the real event store: per-entity
+/// optimistic concurrency and CID chaining.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryLog {
+    streams: BTreeMap<EntityRef, Vec<RecordedEvent>>,
+}
+
+impl MemoryLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All events of `entity`, in order.
+    pub fn events(&self, entity: &EntityRef) -> &[RecordedEvent] {
+        self.streams.get(entity).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Total number of stored events.
+    pub fn len(&self) -> usize {
+        self.streams.values().map(Vec::len).sum()
+    }
+
+    /// Whether no event is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl EventLog for MemoryLog {
+    fn read(&mut self, entity: &EntityRef, from: u64, max: u32) -> Result<Vec<RecordedEvent>, EcsError> {
+        let start = from.max(1) - 1;
+        Ok(self
+            .events(entity)
+            .iter()
+            .skip(usize::try_from(start).unwrap_or(usize::MAX))
+            .take(max as usize)
+            .cloned()
+            .collect())
+    }
+
+    fn append(
+        &mut self,
+        entity: &EntityRef,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<RecordedEvent>, EcsError> {
+        let stream = self.streams.entry(entity.clone()).or_default();
+        let actual = stream.len() as u64;
+        if actual != expected_version {
+            return Err(EcsError::Conflict {
+                expected: expected_version,
+                actual,
+            });
+        }
+        let mut previous = stream.last().map(|e| e.cid);
+        let mut sealed = Vec::with_capacity(events.len());
+        for (i, ev) in events.into_iter().enumerate() {
+            let rec = RecordedEvent::seal(entity, actual + i as u64 + 1, previous, ev)
+                .map_err(|e| EcsError::Invalid(e.to_string()))?;
+            previous = Some(rec.cid);
+            sealed.push(rec);
+        }
+        stream.extend(sealed.iter().cloned());
+        Ok(sealed)
+    }
+}
