@@ -98,6 +98,12 @@ impl MemoryLog {
         self.streams.get(entity).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Mutable access to an entity's stored events, for fault injection in tests (tampering,
+    /// reordering). Production stores have no such door.
+    pub fn events_mut(&mut self, entity: &EntityRef) -> &mut Vec<RecordedEvent> {
+        self.streams.entry(entity.clone()).or_default()
+    }
+
     /// Total number of stored events.
     pub fn len(&self) -> usize {
         self.streams.values().map(Vec::len).sum()

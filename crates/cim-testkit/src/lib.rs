@@ -96,3 +96,6 @@ pub fn find_binary(name: &'static str, env: &'static str) -> Result<PathBuf, Tes
         cache: tool_cache().join("py/bin").display().to_string(),
     })
 }
+
+mod guests;
+pub use guests::{build_components, workspace_root};

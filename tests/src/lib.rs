@@ -1,0 +1,278 @@
+//! Host-side test harness of the CIM.
+//!
+//! [`EntityHost`] loads an entity component (`components/<name>`, built fresh by
+//! [`cim_testkit::build_components`]) into wasmtime with the component model, implements its
+//! imports in-process (the `cim:ecs/eventstore` interface over [`MemoryLog`], `wasi:logging`,
+//! WASI p2) and calls its `cim:ecs/entity.handle` export, instantiating the component per call
+//! exactly as the wasmCloud host does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+use cim_domain::testing::MemoryLog;
+use cim_domain::EventLog as _;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        world: "entity-component",
+        path: "../wit",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use generated::cim::ecs::eventstore::Snapshot;
+pub use generated::cim::ecs::types::{Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict};
+use generated::EntityComponent;
+
+/// A `wasi:logging` level, lifted from the guest's `log` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(enum)]
+#[repr(u8)]
+pub enum LogLevel {
+    /// `trace`
+    #[component(name = "trace")]
+    Trace,
+    /// `debug`
+    #[component(name = "debug")]
+    Debug,
+    /// `info`
+    #[component(name = "info")]
+    Info,
+    /// `warn`
+    #[component(name = "warn")]
+    Warn,
+    /// `error`
+    #[component(name = "error")]
+    Error,
+    /// `critical`
+    #[component(name = "critical")]
+    Critical,
+}
+
+/// One line a guest logged through `wasi:logging`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Level.
+    pub level: LogLevel,
+    /// Context (the entity kind, for our components).
+    pub context: String,
+    /// Message.
+    pub message: String,
+}
+
+/// The in-process event store and everything else a component's imports reach.
+#[derive(Default)]
+pub struct Backend {
+    /// The events appended so far.
+    pub log: MemoryLog,
+    /// Saved snapshots by entity (`kind/id`).
+    pub snapshots: BTreeMap<String, Snapshot>,
+    /// Lines the guests logged.
+    pub logs: Vec<LogLine>,
+    /// When set, `append` fails with this error (to test how components report backend failures).
+    pub fail_appends: Option<EcsError>,
+}
+
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    backend: Backend,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn entity_in(e: &EntityRef) -> Result<cim_domain::EntityRef, EcsError> {
+    cim_domain::EntityRef::new(&e.kind, &e.id).map_err(|x| EcsError::Invalid(x.to_string()))
+}
+
+fn error_out(e: cim_domain::EcsError) -> EcsError {
+    use cim_domain::EcsError as D;
+    match e {
+        D::Rejected(m) => EcsError::Rejected(m),
+        D::Conflict { expected, actual } => EcsError::Conflict(VersionConflict { expected, actual }),
+        D::Invalid(m) => EcsError::Invalid(m),
+        D::NotFound(m) => EcsError::NotFound(m),
+        D::Unavailable(m) => EcsError::Unavailable(m),
+    }
+}
+
+/// Converts a domain event to the host-side WIT record.
+pub fn event_out(e: &cim_domain::RecordedEvent) -> Event {
+    Event {
+        cid: e.cid.to_string(),
+        previous: e.previous.map(|c| c.to_string()),
+        entity: EntityRef {
+            kind: e.entity.kind.to_string(),
+            id: e.entity.id.to_string(),
+        },
+        version: e.version,
+        name: e.name.to_string(),
+        schema_version: e.schema_version,
+        payload: e.payload.clone(),
+        meta: Envelope {
+            id: e.meta.id.clone(),
+            correlation_id: e.meta.correlation_id.clone(),
+            causation_id: e.meta.causation_id.clone(),
+            occurred_at_ms: e.meta.occurred_at_ms,
+        },
+    }
+}
+
+impl generated::cim::ecs::types::Host for HostState {}
+
+impl generated::cim::ecs::eventstore::Host for HostState {
+    fn append(
+        &mut self,
+        entity: EntityRef,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Event>, EcsError> {
+        if let Some(e) = &self.backend.fail_appends {
+            return Err(e.clone());
+        }
+        let entity = entity_in(&entity)?;
+        let events = events
+            .into_iter()
+            .map(|e| {
+                Ok(cim_domain::NewEvent {
+                    name: cim_domain::Token::parse("event name", &e.name).map_err(|x| EcsError::Invalid(x.to_string()))?,
+                    schema_version: e.schema_version,
+                    payload: e.payload,
+                    meta: cim_domain::Envelope {
+                        id: e.meta.id,
+                        correlation_id: e.meta.correlation_id,
+                        causation_id: e.meta.causation_id,
+                        occurred_at_ms: e.meta.occurred_at_ms,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, EcsError>>()?;
+        let stored = self
+            .backend
+            .log
+            .append(&entity, expected_version, events)
+            .map_err(error_out)?;
+        Ok(stored.iter().map(event_out).collect())
+    }
+
+    fn read(&mut self, entity: EntityRef, from: u64, max: u32) -> Result<Vec<Event>, EcsError> {
+        let entity = entity_in(&entity)?;
+        let events = self.backend.log.read(&entity, from, max).map_err(error_out)?;
+        Ok(events.iter().map(event_out).collect())
+    }
+
+    fn load_snapshot(&mut self, entity: EntityRef) -> Result<Option<Snapshot>, EcsError> {
+        let entity = entity_in(&entity)?;
+        Ok(self.backend.snapshots.get(&entity.to_string()).cloned())
+    }
+
+    fn save_snapshot(&mut self, snap: Snapshot) -> Result<(), EcsError> {
+        let entity = entity_in(&snap.entity)?;
+        let known = self
+            .backend
+            .log
+            .events(&entity)
+            .iter()
+            .any(|e| e.version == snap.version && e.cid.to_string() == snap.last_cid);
+        if !known {
+            return Err(EcsError::NotFound(format!(
+                "{entity} has no event {} at version {}",
+                snap.last_cid, snap.version
+            )));
+        }
+        self.backend.snapshots.insert(entity.to_string(), snap);
+        Ok(())
+    }
+}
+
+/// An entity component loaded into wasmtime, with its in-process backend.
+pub struct EntityHost {
+    engine: Engine,
+    component: Component,
+    linker: Linker<HostState>,
+    /// The backend the component's imports reach; persists across calls.
+    pub backend: Backend,
+}
+
+impl EntityHost {
+    /// Builds the components and loads `components/<name>`.
+    pub fn load(name: &str) -> anyhow::Result<Self> {
+        let dir = cim_testkit::build_components().context("building components")?;
+        Self::from_file(&dir.join(format!("{name}.wasm")))
+    }
+
+    /// Loads a component from a `.wasm` file; fails unless it is a valid component whose
+    /// imports this host satisfies.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let engine = Engine::default();
+        let component = Component::from_file(&engine, path)
+            .with_context(|| format!("{} is not a loadable Wasm component", path.display()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        EntityComponent::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        linker
+            .instance("wasi:logging/logging@0.1.0-draft")?
+            .func_wrap(
+                "log",
+                |mut store: wasmtime::StoreContextMut<'_, HostState>,
+                 (level, context, message): (LogLevel, String, String)| {
+                    store.data_mut().backend.logs.push(LogLine { level, context, message });
+                    Ok(())
+                },
+            )?;
+        // Instantiate once up front so a component with unsatisfied imports fails here.
+        linker
+            .instantiate_pre(&component)
+            .context("component imports are not satisfied by the test host")?;
+        Ok(Self {
+            engine,
+            component,
+            linker,
+            backend: Backend::default(),
+        })
+    }
+
+    /// Calls `cim:ecs/entity.handle` on a fresh instance, as the wasmCloud host does.
+    pub fn handle(&mut self, cmd: &Command) -> anyhow::Result<Result<Vec<Event>, EcsError>> {
+        let state = HostState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            backend: std::mem::take(&mut self.backend),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let result = EntityComponent::instantiate(&mut store, &self.component, &self.linker)
+            .and_then(|bindings| bindings.cim_ecs_entity().call_handle(&mut store, cmd));
+        self.backend = std::mem::take(&mut store.data_mut().backend);
+        result.context("calling cim:ecs/entity.handle")
+    }
+}
+
+/// Builds a command for `kind/id` with a JSON payload and a fresh envelope.
+pub fn command(kind: &str, id: &str, name: &str, payload: &str, expected_version: Option<u64>) -> Command {
+    Command {
+        entity: EntityRef {
+            kind: kind.into(),
+            id: id.into(),
+        },
+        name: name.into(),
+        payload: payload.as_bytes().to_vec(),
+        expected_version,
+        meta: Envelope {
+            id: format!("cmd-{name}-{id}"),
+            correlation_id: format!("corr-{id}"),
+            causation_id: None,
+            occurred_at_ms: 1_700_000_000_000,
+        },
+    }
+}
