@@ -25,11 +25,15 @@ mod generated {
 }
 
 pub use generated::cim::ecs::eventstore::Snapshot;
-pub use generated::cim::ecs::types::{Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict};
+pub use generated::cim::ecs::types::{
+    Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
+};
 use generated::EntityComponent;
 
 /// A `wasi:logging` level, lifted from the guest's `log` calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, wasmtime::component::ComponentType, wasmtime::component::Lift,
+)]
 #[component(enum)]
 #[repr(u8)]
 pub enum LogLevel {
@@ -100,7 +104,9 @@ fn error_out(e: cim_domain::EcsError) -> EcsError {
     use cim_domain::EcsError as D;
     match e {
         D::Rejected(m) => EcsError::Rejected(m),
-        D::Conflict { expected, actual } => EcsError::Conflict(VersionConflict { expected, actual }),
+        D::Conflict { expected, actual } => {
+            EcsError::Conflict(VersionConflict { expected, actual })
+        }
         D::Invalid(m) => EcsError::Invalid(m),
         D::NotFound(m) => EcsError::NotFound(m),
         D::Unavailable(m) => EcsError::Unavailable(m),
@@ -146,7 +152,8 @@ impl generated::cim::ecs::eventstore::Host for HostState {
             .into_iter()
             .map(|e| {
                 Ok(cim_domain::NewEvent {
-                    name: cim_domain::Token::parse("event name", &e.name).map_err(|x| EcsError::Invalid(x.to_string()))?,
+                    name: cim_domain::Token::parse("event name", &e.name)
+                        .map_err(|x| EcsError::Invalid(x.to_string()))?,
                     schema_version: e.schema_version,
                     payload: e.payload,
                     meta: cim_domain::Envelope {
@@ -168,7 +175,11 @@ impl generated::cim::ecs::eventstore::Host for HostState {
 
     fn read(&mut self, entity: EntityRef, from: u64, max: u32) -> Result<Vec<Event>, EcsError> {
         let entity = entity_in(&entity)?;
-        let events = self.backend.log.read(&entity, from, max).map_err(error_out)?;
+        let events = self
+            .backend
+            .log
+            .read(&entity, from, max)
+            .map_err(error_out)?;
         Ok(events.iter().map(event_out).collect())
     }
 
@@ -227,7 +238,11 @@ impl EntityHost {
                 "log",
                 |mut store: wasmtime::StoreContextMut<'_, HostState>,
                  (level, context, message): (LogLevel, String, String)| {
-                    store.data_mut().backend.logs.push(LogLine { level, context, message });
+                    store.data_mut().backend.logs.push(LogLine {
+                        level,
+                        context,
+                        message,
+                    });
                     Ok(())
                 },
             )?;
@@ -259,7 +274,13 @@ impl EntityHost {
 }
 
 /// Builds a command for `kind/id` with a JSON payload and a fresh envelope.
-pub fn command(kind: &str, id: &str, name: &str, payload: &str, expected_version: Option<u64>) -> Command {
+pub fn command(
+    kind: &str,
+    id: &str,
+    name: &str,
+    payload: &str,
+    expected_version: Option<u64>,
+) -> Command {
     Command {
         entity: EntityRef {
             kind: kind.into(),

@@ -24,14 +24,22 @@ fn a_document_lives_its_whole_life() {
     let mut h = host();
     let steps = [
         ("Create", create_json(), "DocumentCreated"),
-        ("AttachText", r#"{"text":"Please pay 42 EUR by Friday"}"#.to_string(), "TextAttached"),
+        (
+            "AttachText",
+            r#"{"text":"Please pay 42 EUR by Friday"}"#.to_string(),
+            "TextAttached",
+        ),
         (
             "Classify",
             r#"{"category":"invoice","confidence":0.93,"classified_by":"llama3.2"}"#.to_string(),
             "DocumentClassified",
         ),
         ("Tag", r#"{"tag":"finance"}"#.to_string(), "DocumentTagged"),
-        ("Archive", r#"{"reason":"paid"}"#.to_string(), "DocumentArchived"),
+        (
+            "Archive",
+            r#"{"reason":"paid"}"#.to_string(),
+            "DocumentArchived",
+        ),
     ];
     for (i, (name, payload, event)) in steps.iter().enumerate() {
         let version = i as u64;
@@ -45,7 +53,10 @@ fn a_document_lives_its_whole_life() {
         assert_eq!(ev.version, version + 1);
         assert_eq!(ev.entity.kind, "document");
         assert_eq!(ev.meta.correlation_id, "corr-d1");
-        assert_eq!(ev.meta.causation_id.as_deref(), Some(format!("cmd-{name}-d1").as_str()));
+        assert_eq!(
+            ev.meta.causation_id.as_deref(),
+            Some(format!("cmd-{name}-d1").as_str())
+        );
         let payload: serde_json::Value = serde_json::from_slice(&ev.payload).unwrap();
         assert!(payload.is_object(), "{name}: payload is JSON: {payload}");
     }
@@ -53,36 +64,80 @@ fn a_document_lives_its_whole_life() {
     assert_eq!(stored.len(), 5);
     verify_chain(stored).expect("the stored chain verifies");
     assert!(stored[0].previous.is_none());
-    assert!(h.backend.logs.iter().any(|l| l.context == "document"), "the component logs through wasi:logging");
+    assert!(
+        h.backend.logs.iter().any(|l| l.context == "document"),
+        "the component logs through wasi:logging"
+    );
 }
 
 #[test]
 fn rejected_commands_return_typed_errors_and_store_nothing() {
     let mut h = host();
     // Before Create.
-    let err = h.handle(&command("document", "d2", "Tag", r#"{"tag":"x"}"#, None)).unwrap().unwrap_err();
-    assert!(matches!(&err, EcsError::Rejected(m) if m.contains("does not exist")), "{err:?}");
+    let err = h
+        .handle(&command("document", "d2", "Tag", r#"{"tag":"x"}"#, None))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Rejected(m) if m.contains("does not exist")),
+        "{err:?}"
+    );
     assert!(h.backend.log.is_empty());
     assert!(
-        h.backend.logs.iter().any(|l| l.level == LogLevel::Info && l.message.contains("rejected")),
+        h.backend
+            .logs
+            .iter()
+            .any(|l| l.level == LogLevel::Info && l.message.contains("rejected")),
         "refusals are logged: {:?}",
         h.backend.logs
     );
 
-    h.handle(&command("document", "d2", "Create", &create_json(), None)).unwrap().unwrap();
+    h.handle(&command("document", "d2", "Create", &create_json(), None))
+        .unwrap()
+        .unwrap();
     // Classification needs text; a category outside the allowed ones is refused.
     let err = h
-        .handle(&command("document", "d2", "Classify", r#"{"category":"invoice","confidence":0.5,"classified_by":"m"}"#, None))
+        .handle(&command(
+            "document",
+            "d2",
+            "Classify",
+            r#"{"category":"invoice","confidence":0.5,"classified_by":"m"}"#,
+            None,
+        ))
         .unwrap()
         .unwrap_err();
-    assert!(matches!(&err, EcsError::Rejected(m) if m.contains("AttachText")), "{err:?}");
-    h.handle(&command("document", "d2", "AttachText", r#"{"text":"t"}"#, None)).unwrap().unwrap();
+    assert!(
+        matches!(&err, EcsError::Rejected(m) if m.contains("AttachText")),
+        "{err:?}"
+    );
+    h.handle(&command(
+        "document",
+        "d2",
+        "AttachText",
+        r#"{"text":"t"}"#,
+        None,
+    ))
+    .unwrap()
+    .unwrap();
     let err = h
-        .handle(&command("document", "d2", "Classify", r#"{"category":"poem","confidence":0.5,"classified_by":"m"}"#, None))
+        .handle(&command(
+            "document",
+            "d2",
+            "Classify",
+            r#"{"category":"poem","confidence":0.5,"classified_by":"m"}"#,
+            None,
+        ))
         .unwrap()
         .unwrap_err();
-    assert!(matches!(&err, EcsError::Rejected(m) if m.contains("not one of")), "{err:?}");
-    assert_eq!(h.backend.log.events(&doc("d2")).len(), 2, "refusals stored nothing");
+    assert!(
+        matches!(&err, EcsError::Rejected(m) if m.contains("not one of")),
+        "{err:?}"
+    );
+    assert_eq!(
+        h.backend.log.events(&doc("d2")).len(),
+        2,
+        "refusals stored nothing"
+    );
 }
 
 #[test]
@@ -102,29 +157,63 @@ fn malformed_input_is_invalid_and_stores_nothing() {
     ];
     for cmd in cases {
         let err = h.handle(&cmd).unwrap().unwrap_err();
-        assert!(matches!(err, EcsError::Invalid(_)), "{} {}: {err:?}", cmd.entity.id, cmd.name);
+        assert!(
+            matches!(err, EcsError::Invalid(_)),
+            "{} {}: {err:?}",
+            cmd.entity.id,
+            cmd.name
+        );
     }
     let mut bad_meta = command("document", "d3", "Create", &create_json(), None);
     bad_meta.meta.correlation_id = "a.b".into();
-    assert!(matches!(h.handle(&bad_meta).unwrap(), Err(EcsError::Invalid(_))));
+    assert!(matches!(
+        h.handle(&bad_meta).unwrap(),
+        Err(EcsError::Invalid(_))
+    ));
     assert!(h.backend.log.is_empty(), "nothing stored");
 }
 
 #[test]
 fn a_stale_expected_version_is_a_conflict() {
     let mut h = host();
-    h.handle(&command("document", "d4", "Create", &create_json(), Some(0))).unwrap().unwrap();
+    h.handle(&command(
+        "document",
+        "d4",
+        "Create",
+        &create_json(),
+        Some(0),
+    ))
+    .unwrap()
+    .unwrap();
     let err = h
         .handle(&command("document", "d4", "Tag", r#"{"tag":"a"}"#, Some(0)))
         .unwrap()
         .unwrap_err();
-    assert_eq!(err, EcsError::Conflict(VersionConflict { expected: 0, actual: 1 }));
+    assert_eq!(
+        err,
+        EcsError::Conflict(VersionConflict {
+            expected: 0,
+            actual: 1
+        })
+    );
     assert_eq!(h.backend.log.events(&doc("d4")).len(), 1);
 
     // A writer that lost the race inside the store gets the store's conflict, unchanged.
-    h.backend.fail_appends = Some(EcsError::Conflict(VersionConflict { expected: 1, actual: 2 }));
-    let err = h.handle(&command("document", "d4", "Tag", r#"{"tag":"a"}"#, None)).unwrap().unwrap_err();
-    assert_eq!(err, EcsError::Conflict(VersionConflict { expected: 1, actual: 2 }));
+    h.backend.fail_appends = Some(EcsError::Conflict(VersionConflict {
+        expected: 1,
+        actual: 2,
+    }));
+    let err = h
+        .handle(&command("document", "d4", "Tag", r#"{"tag":"a"}"#, None))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict(VersionConflict {
+            expected: 1,
+            actual: 2
+        })
+    );
     h.backend.fail_appends = None;
     assert_eq!(h.backend.log.events(&doc("d4")).len(), 1);
 }
@@ -132,10 +221,18 @@ fn a_stale_expected_version_is_a_conflict() {
 #[test]
 fn repeated_tags_are_idempotent() {
     let mut h = host();
-    h.handle(&command("document", "d5", "Create", &create_json(), None)).unwrap().unwrap();
-    let first = h.handle(&command("document", "d5", "Tag", r#"{"tag":"a"}"#, None)).unwrap().unwrap();
+    h.handle(&command("document", "d5", "Create", &create_json(), None))
+        .unwrap()
+        .unwrap();
+    let first = h
+        .handle(&command("document", "d5", "Tag", r#"{"tag":"a"}"#, None))
+        .unwrap()
+        .unwrap();
     assert_eq!(first.len(), 1);
-    let again = h.handle(&command("document", "d5", "Tag", r#"{"tag":"a"}"#, None)).unwrap().unwrap();
+    let again = h
+        .handle(&command("document", "d5", "Tag", r#"{"tag":"a"}"#, None))
+        .unwrap()
+        .unwrap();
     assert!(again.is_empty());
     assert_eq!(h.backend.log.events(&doc("d5")).len(), 2);
 }
@@ -143,10 +240,24 @@ fn repeated_tags_are_idempotent() {
 #[test]
 fn a_tampered_history_is_detected_on_rehydration() {
     let mut h = host();
-    h.handle(&command("document", "d6", "Create", &create_json(), None)).unwrap().unwrap();
-    h.handle(&command("document", "d6", "Tag", r#"{"tag":"a"}"#, None)).unwrap().unwrap();
+    h.handle(&command("document", "d6", "Create", &create_json(), None))
+        .unwrap()
+        .unwrap();
+    h.handle(&command("document", "d6", "Tag", r#"{"tag":"a"}"#, None))
+        .unwrap()
+        .unwrap();
     h.backend.log.events_mut(&doc("d6"))[0].payload = br#"{"title":"forged"}"#.to_vec();
-    let err = h.handle(&command("document", "d6", "Tag", r#"{"tag":"b"}"#, None)).unwrap().unwrap_err();
-    assert!(matches!(&err, EcsError::Unavailable(m) if m.contains("corrupt")), "{err:?}");
-    assert_eq!(h.backend.log.events(&doc("d6")).len(), 2, "nothing appended to a corrupt chain");
+    let err = h
+        .handle(&command("document", "d6", "Tag", r#"{"tag":"b"}"#, None))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Unavailable(m) if m.contains("corrupt")),
+        "{err:?}"
+    );
+    assert_eq!(
+        h.backend.log.events(&doc("d6")).len(),
+        2,
+        "nothing appended to a corrupt chain"
+    );
 }

@@ -148,7 +148,10 @@ mod tests {
         ));
         let err = EventCodec::decode::<Msg>("Launch", b"{}").unwrap_err();
         assert!(matches!(err, CodecError::Shape { .. }));
-        assert!(err.to_string().contains("Named"), "lists the known names: {err}");
+        assert!(
+            err.to_string().contains("Named"),
+            "lists the known names: {err}"
+        );
         assert!(matches!(
             EventCodec::decode::<Msg>("Named", br#"{"title": 3}"#),
             Err(CodecError::Shape { .. })

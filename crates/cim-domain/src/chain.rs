@@ -21,9 +21,9 @@ pub enum ChainError {
         /// The event's version.
         version: u64,
         /// The CID the event carries.
-        stored: Cid,
+        stored: String,
         /// The CID of its content.
-        computed: Cid,
+        computed: String,
     },
     /// Versions do not count up by one: an event is missing, duplicated or out of order.
     #[error("{entity}: expected version {expected}, found {found} (missing or reordered event)")]
@@ -43,9 +43,9 @@ pub enum ChainError {
         /// The event's version.
         version: u64,
         /// The CID the chain requires (None for the first event).
-        expected: Option<Cid>,
+        expected: Option<String>,
         /// The CID the event names.
-        found: Option<Cid>,
+        found: Option<String>,
     },
     /// An event of another entity appeared in the chain.
     #[error("event of {found} found in the chain of {expected}")]
@@ -109,8 +109,8 @@ impl ChainVerifier {
             return Err(ChainError::Tampered {
                 entity: entity.clone(),
                 version: ev.version,
-                stored: ev.cid,
-                computed,
+                stored: ev.cid.to_string(),
+                computed: computed.to_string(),
             });
         }
         if self.trust_next_position {
@@ -127,8 +127,8 @@ impl ChainVerifier {
                 return Err(ChainError::BrokenLink {
                     entity: entity.clone(),
                     version: ev.version,
-                    expected: self.last,
-                    found: ev.previous,
+                    expected: self.last.map(|c| c.to_string()),
+                    found: ev.previous.map(|c| c.to_string()),
                 });
             }
         }
@@ -149,7 +149,9 @@ impl ChainVerifier {
 }
 
 /// Verifies a complete chain, from version 1.
-pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Result<(), ChainError> {
+pub fn verify_chain<'a>(
+    events: impl IntoIterator<Item = &'a RecordedEvent>,
+) -> Result<(), ChainError> {
     let mut verifier = ChainVerifier::new();
     events.into_iter().try_for_each(|ev| verifier.push(ev))
 }
@@ -195,7 +197,10 @@ mod tests {
         let mut events = chain(&entity(), &[b"a".to_vec()]);
         let other = chain(&EntityRef::new("document", "d2").unwrap(), &[b"b".to_vec()]);
         events.push(other[0].clone());
-        assert!(matches!(verify_chain(&events), Err(ChainError::ForeignEvent { .. })));
+        assert!(matches!(
+            verify_chain(&events),
+            Err(ChainError::ForeignEvent { .. })
+        ));
     }
 
     #[test]
@@ -205,16 +210,25 @@ mod tests {
         v.push(&events[2]).unwrap();
         assert_eq!(v.version(), 3);
         let mut wrong = ChainVerifier::after(entity(), 2, events[0].cid);
-        assert!(matches!(wrong.push(&events[2]), Err(ChainError::BrokenLink { .. })));
+        assert!(matches!(
+            wrong.push(&events[2]),
+            Err(ChainError::BrokenLink { .. })
+        ));
     }
 
     #[test]
     fn a_partial_read_trusts_only_the_first_position() {
-        let events = chain(&entity(), &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        let events = chain(
+            &entity(),
+            &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()],
+        );
         let mut v = ChainVerifier::partial();
         v.push(&events[1]).unwrap();
         v.push(&events[2]).unwrap();
-        assert!(matches!(v.push(&events[0]), Err(ChainError::VersionGap { .. })));
+        assert!(matches!(
+            v.push(&events[0]),
+            Err(ChainError::VersionGap { .. })
+        ));
     }
 
     proptest! {

@@ -255,7 +255,15 @@ mod tests {
     #[test]
     fn canonical_encoding_is_stable() {
         let first = event_cid(&doc(), 1, "DocumentCreated", 1, br#"{"title":"a"}"#, None).unwrap();
-        let second = event_cid(&doc(), 2, "DocumentTagged", 1, br#"{"tag":"x"}"#, Some(&first)).unwrap();
+        let second = event_cid(
+            &doc(),
+            2,
+            "DocumentTagged",
+            1,
+            br#"{"tag":"x"}"#,
+            Some(&first),
+        )
+        .unwrap();
         assert_eq!(first.to_string(), GOLDEN_FIRST);
         assert_eq!(second.to_string(), GOLDEN_SECOND);
     }
@@ -275,7 +283,10 @@ mod tests {
             .map(|k| {
                 let mut needle = vec![0x60 + k.len() as u8];
                 needle.extend_from_slice(k.as_bytes());
-                bytes.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap()
+                bytes
+                    .windows(needle.len())
+                    .position(|w| w == needle.as_slice())
+                    .unwrap()
             })
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
@@ -289,7 +300,10 @@ mod tests {
         assert_eq!(cid.codec(), RAW);
         assert!(cid.to_string().starts_with("bafkrei"), "{cid}");
         assert_eq!(parse_cid(&cid.to_string()).unwrap(), cid);
-        assert!(matches!(parse_cid("not-a-cid"), Err(CidError::Parse { .. })));
+        assert!(matches!(
+            parse_cid("not-a-cid"),
+            Err(CidError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -21,7 +21,12 @@ pub const READ_PAGE: u32 = 512;
 /// An entity's event stream, as seen by an entity component.
 pub trait EventLog {
     /// Reads at most `max` events of `entity` from version `from` (1-based), in order.
-    fn read(&mut self, entity: &EntityRef, from: u64, max: u32) -> Result<Vec<RecordedEvent>, EcsError>;
+    fn read(
+        &mut self,
+        entity: &EntityRef,
+        from: u64,
+        max: u32,
+    ) -> Result<Vec<RecordedEvent>, EcsError>;
 
     /// Appends `events` if `entity` is at `expected_version`; returns them chained and stored.
     fn append(
@@ -63,7 +68,10 @@ fn validate_meta(meta: &Envelope) -> Result<(), EcsError> {
 }
 
 /// Rehydrates `A` from the log, verifying the chain; returns the state and its version.
-pub fn rehydrate<A: Aggregate>(log: &mut impl EventLog, entity: &EntityRef) -> Result<(A, u64), EcsError> {
+pub fn rehydrate<A: Aggregate>(
+    log: &mut impl EventLog,
+    entity: &EntityRef,
+) -> Result<(A, u64), EcsError> {
     let mut state = A::default();
     let mut verifier = ChainVerifier::new();
     loop {
@@ -73,8 +81,10 @@ pub fn rehydrate<A: Aggregate>(log: &mut impl EventLog, entity: &EntityRef) -> R
             verifier
                 .push(ev)
                 .map_err(|e| EcsError::Unavailable(format!("event chain is corrupt: {e}")))?;
-            let domain: A::Event = EventCodec::decode(ev.name.as_str(), &ev.payload)
-                .map_err(|e| EcsError::Unavailable(format!("stored event cannot be decoded: {e}")))?;
+            let domain: A::Event =
+                EventCodec::decode(ev.name.as_str(), &ev.payload).map_err(|e| {
+                    EcsError::Unavailable(format!("stored event cannot be decoded: {e}"))
+                })?;
             state.apply(&domain);
         }
         if n < READ_PAGE as usize {

@@ -27,7 +27,7 @@ pub use aggregate::{Aggregate, EventCodec};
 pub use chain::{verify_chain, ChainError, ChainVerifier};
 pub use envelope::Envelope;
 pub use error::EcsError;
-pub use event::{event_cid, object_cid, CidError, NewEvent, RecordedEvent};
+pub use event::{event_cid, object_cid, parse_cid, CidError, NewEvent, RecordedEvent};
 pub use handler::{handle_command, CommandRequest, EventLog};
 pub use ident::{EntityRef, IdentError, Token};
 pub use subject::{Subject, SubjectError};

@@ -74,7 +74,10 @@ where
             Ok(events) => panic!("expected a refusal containing {needle:?}, got events {events:?}"),
             Err(e) => {
                 let msg = e.to_string();
-                assert!(msg.contains(needle), "refusal {msg:?} does not contain {needle:?}");
+                assert!(
+                    msg.contains(needle),
+                    "refusal {msg:?} does not contain {needle:?}"
+                );
             }
         }
     }
@@ -116,7 +119,12 @@ impl MemoryLog {
 }
 
 impl EventLog for MemoryLog {
-    fn read(&mut self, entity: &EntityRef, from: u64, max: u32) -> Result<Vec<RecordedEvent>, EcsError> {
+    fn read(
+        &mut self,
+        entity: &EntityRef,
+        from: u64,
+        max: u32,
+    ) -> Result<Vec<RecordedEvent>, EcsError> {
         let start = from.max(1) - 1;
         Ok(self
             .events(entity)

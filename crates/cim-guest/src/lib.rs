@@ -4,7 +4,7 @@
 //! WIT records and [`cim_domain`] types, and runs [`cim_domain::handle_command`] against the
 //! `eventstore` import. An entity component is then a few lines:
 //!
-//! ```ignore
+//! ```text
 //! struct Component;
 //! impl cim_guest::bindings::exports::cim::ecs::entity::Guest for Component {
 //!     fn handle(cmd: cim_guest::Command) -> Result<Vec<cim_guest::Event>, cim_guest::EcsError> {
@@ -26,7 +26,9 @@ pub mod bindings {
 }
 
 use bindings::cim::ecs::eventstore;
-pub use bindings::cim::ecs::types::{Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict};
+pub use bindings::cim::ecs::types::{
+    Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
+};
 
 use cim_domain::event::parse_cid;
 use cim_domain::{Aggregate, CommandRequest, EventLog, RecordedEvent};
@@ -61,7 +63,9 @@ pub fn error_out(e: cim_domain::EcsError) -> EcsError {
     use cim_domain::EcsError as D;
     match e {
         D::Rejected(m) => EcsError::Rejected(m),
-        D::Conflict { expected, actual } => EcsError::Conflict(VersionConflict { expected, actual }),
+        D::Conflict { expected, actual } => {
+            EcsError::Conflict(VersionConflict { expected, actual })
+        }
         D::Invalid(m) => EcsError::Invalid(m),
         D::NotFound(m) => EcsError::NotFound(m),
         D::Unavailable(m) => EcsError::Unavailable(m),
@@ -98,7 +102,9 @@ pub fn event_out(e: RecordedEvent) -> Event {
 
 /// Converts a WIT event from the event store into a domain event, validating every field.
 pub fn event_in(e: Event) -> Result<RecordedEvent, cim_domain::EcsError> {
-    let bad = |m: String| cim_domain::EcsError::Unavailable(format!("event store returned a malformed event: {m}"));
+    let bad = |m: String| {
+        cim_domain::EcsError::Unavailable(format!("event store returned a malformed event: {m}"))
+    };
     Ok(RecordedEvent {
         cid: parse_cid(&e.cid).map_err(|x| bad(x.to_string()))?,
         previous: e
@@ -107,7 +113,8 @@ pub fn event_in(e: Event) -> Result<RecordedEvent, cim_domain::EcsError> {
             .map(parse_cid)
             .transpose()
             .map_err(|x| bad(x.to_string()))?,
-        entity: cim_domain::EntityRef::new(&e.entity.kind, &e.entity.id).map_err(|x| bad(x.to_string()))?,
+        entity: cim_domain::EntityRef::new(&e.entity.kind, &e.entity.id)
+            .map_err(|x| bad(x.to_string()))?,
         version: e.version,
         name: cim_domain::Token::parse("event name", &e.name).map_err(|x| bad(x.to_string()))?,
         schema_version: e.schema_version,

@@ -12,12 +12,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use tracing::{info, warn};
-use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 use wasmcloud_host::url::Url;
+use wasmcloud_host::wasmbus::{Features, Host, HostConfig};
 
 /// Command-line options; every flag can also be set through its `WASMCLOUD_*` variable.
 #[derive(Debug, Parser)]
-#[command(version, about = "Run a wasmCloud 1.9.x host (wasmcloud-host 0.27.1) on a NATS lattice")]
+#[command(
+    version,
+    about = "Run a wasmCloud 1.9.x host (wasmcloud-host 0.27.1) on a NATS lattice"
+)]
 struct Args {
     /// NATS host for control interface and RPC connections.
     #[arg(long, env = "WASMCLOUD_NATS_HOST", default_value = "127.0.0.1")]

@@ -184,7 +184,9 @@ impl Aggregate for Document {
                 text("title", title, 200)?;
                 cid("content_cid", content_cid)?;
                 ensure(
-                    media_type.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()),
+                    media_type
+                        .split_once('/')
+                        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()),
                     format!("media_type {media_type:?} is not of the form type/subtype"),
                 )?;
                 ensure(!categories.is_empty(), "categories must not be empty")?;
@@ -192,7 +194,10 @@ impl Aggregate for Document {
                     label("category", c)?;
                 }
                 let unique: BTreeSet<&String> = categories.iter().collect();
-                ensure(unique.len() == categories.len(), "categories must be unique")?;
+                ensure(
+                    unique.len() == categories.len(),
+                    "categories must be unique",
+                )?;
                 Ok(vec![E::DocumentCreated {
                     title: title.clone(),
                     content_cid: content_cid.clone(),
@@ -212,7 +217,10 @@ impl Aggregate for Document {
                 classified_by,
             } => {
                 self.live()?;
-                ensure(self.has_text, "classification needs extracted text; send AttachText first")?;
+                ensure(
+                    self.has_text,
+                    "classification needs extracted text; send AttachText first",
+                )?;
                 ensure(
                     self.categories.contains(category),
                     format!(
@@ -288,7 +296,12 @@ mod tests {
 
     fn create_cmd() -> C {
         match created() {
-            E::DocumentCreated { title, content_cid, media_type, categories } => C::Create {
+            E::DocumentCreated {
+                title,
+                content_cid,
+                media_type,
+                categories,
+            } => C::Create {
                 title,
                 content_cid,
                 media_type,
@@ -299,7 +312,9 @@ mod tests {
     }
 
     fn text_attached() -> E {
-        E::TextAttached { text: "Pay 42 EUR".into() }
+        E::TextAttached {
+            text: "Pay 42 EUR".into(),
+        }
     }
 
     fn classify(category: &str) -> C {
@@ -314,7 +329,9 @@ mod tests {
     fn create_then_full_lifecycle() {
         given::<Document>([]).when(create_cmd()).then([created()]);
         given::<Document>([created()])
-            .when(C::AttachText { text: "Pay 42 EUR".into() })
+            .when(C::AttachText {
+                text: "Pay 42 EUR".into(),
+            })
             .then([text_attached()]);
         given::<Document>([created(), text_attached()])
             .when(classify("invoice"))
@@ -324,29 +341,47 @@ mod tests {
                 classified_by: "llama3".into(),
             }]);
         given::<Document>([created()])
-            .when(C::Tag { tag: "finance".into() })
-            .then([E::DocumentTagged { tag: "finance".into() }]);
+            .when(C::Tag {
+                tag: "finance".into(),
+            })
+            .then([E::DocumentTagged {
+                tag: "finance".into(),
+            }]);
         given::<Document>([created()])
-            .when(C::Archive { reason: "paid".into() })
-            .then([E::DocumentArchived { reason: "paid".into() }]);
+            .when(C::Archive {
+                reason: "paid".into(),
+            })
+            .then([E::DocumentArchived {
+                reason: "paid".into(),
+            }]);
     }
 
     #[test]
     fn nothing_before_create_or_after_archive() {
-        given::<Document>([]).when(C::Tag { tag: "x".into() }).then_err("does not exist");
-        given::<Document>([created()]).when(create_cmd()).then_err("already exists");
-        let archived = E::DocumentArchived { reason: "done".into() };
+        given::<Document>([])
+            .when(C::Tag { tag: "x".into() })
+            .then_err("does not exist");
+        given::<Document>([created()])
+            .when(create_cmd())
+            .then_err("already exists");
+        let archived = E::DocumentArchived {
+            reason: "done".into(),
+        };
         given::<Document>([created(), archived.clone()])
             .when(C::Tag { tag: "x".into() })
             .then_err("archived");
         given::<Document>([created(), archived])
-            .when(C::Archive { reason: "again".into() })
+            .when(C::Archive {
+                reason: "again".into(),
+            })
             .then_err("archived");
     }
 
     #[test]
     fn classification_rules() {
-        given::<Document>([created()]).when(classify("invoice")).then_err("AttachText first");
+        given::<Document>([created()])
+            .when(classify("invoice"))
+            .then_err("AttachText first");
         given::<Document>([created(), text_attached()])
             .when(classify("recipe"))
             .then_err("not one of");
@@ -388,12 +423,18 @@ mod tests {
 
     #[test]
     fn tags_are_labels_and_idempotent() {
-        given::<Document>([created()]).when(C::Tag { tag: "Bad Tag".into() }).then_err("a-z");
+        given::<Document>([created()])
+            .when(C::Tag {
+                tag: "Bad Tag".into(),
+            })
+            .then_err("a-z");
         given::<Document>([created(), E::DocumentTagged { tag: "x".into() }])
             .when(C::Tag { tag: "x".into() })
             .then([]);
         given::<Document>([created(), text_attached()])
-            .when(C::AttachText { text: "again".into() })
+            .when(C::AttachText {
+                text: "again".into(),
+            })
             .then_err("already attached");
     }
 

@@ -271,14 +271,19 @@ impl Package {
 }
 
 fn is_hex_commit(c: &str) -> bool {
-    (c.len() == 40 || c.len() == 64) && c.chars().all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
+    (c.len() == 40 || c.len() == 64)
+        && c.chars()
+            .all(|ch| ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase())
 }
 
 fn is_attribute(a: &str) -> bool {
     !a.is_empty()
         && a.len() <= 200
         && a.split('.').all(|part| {
-            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
 }
 
@@ -367,7 +372,10 @@ impl Aggregate for Package {
                         format!("{p:?} is not a Nix store path"),
                     )?;
                 }
-                ensure(nar_hash.starts_with("sha256"), "nar_hash must be a sha256 hash")?;
+                ensure(
+                    nar_hash.starts_with("sha256"),
+                    "nar_hash must be a sha256 hash",
+                )?;
                 if let Some(c) = log_cid {
                     cid("log_cid", c)?;
                 }
@@ -491,30 +499,64 @@ mod tests {
 
     fn history_until(phase: Phase) -> Vec<E> {
         let all = vec![
-            (Phase::Submitted, E::CommitSubmitted {
-                repository: "file:///src/hello".into(),
-                commit: COMMIT.into(),
-                branch: "main".into(),
-                author: "ada".into(),
-            }),
-            (Phase::InReview, E::PullRequestOpened { number: 7, title: "hello".into() }),
-            (Phase::Approved, E::PullRequestApproved { reviewer: "grace".into() }),
-            (Phase::Building, E::BuildRequested {
-                flake_ref: "path:/src/hello".into(),
-                attribute: "packages.x86_64-linux.default".into(),
-                attempt: 1,
-            }),
-            (Phase::Built, E::BuildSucceeded {
-                out_paths: vec![OUT.into()],
-                nar_hash: "sha256-abc".into(),
-                log_cid: None,
-            }),
-            (Phase::Published, E::PackagePublished {
-                store_path: OUT.into(),
-                package_cid: object_cid(b"nar").to_string(),
-            }),
-            (Phase::Configured, E::PackageConfigured { name: "hello".into(), version: "1.0".into() }),
-            (Phase::InContext, E::ContextCreated { context: "production".into() }),
+            (
+                Phase::Submitted,
+                E::CommitSubmitted {
+                    repository: "file:///src/hello".into(),
+                    commit: COMMIT.into(),
+                    branch: "main".into(),
+                    author: "ada".into(),
+                },
+            ),
+            (
+                Phase::InReview,
+                E::PullRequestOpened {
+                    number: 7,
+                    title: "hello".into(),
+                },
+            ),
+            (
+                Phase::Approved,
+                E::PullRequestApproved {
+                    reviewer: "grace".into(),
+                },
+            ),
+            (
+                Phase::Building,
+                E::BuildRequested {
+                    flake_ref: "path:/src/hello".into(),
+                    attribute: "packages.x86_64-linux.default".into(),
+                    attempt: 1,
+                },
+            ),
+            (
+                Phase::Built,
+                E::BuildSucceeded {
+                    out_paths: vec![OUT.into()],
+                    nar_hash: "sha256-abc".into(),
+                    log_cid: None,
+                },
+            ),
+            (
+                Phase::Published,
+                E::PackagePublished {
+                    store_path: OUT.into(),
+                    package_cid: object_cid(b"nar").to_string(),
+                },
+            ),
+            (
+                Phase::Configured,
+                E::PackageConfigured {
+                    name: "hello".into(),
+                    version: "1.0".into(),
+                },
+            ),
+            (
+                Phase::InContext,
+                E::ContextCreated {
+                    context: "production".into(),
+                },
+            ),
         ];
         let mut out = Vec::new();
         for (p, e) in all {
@@ -539,8 +581,19 @@ mod tests {
                 },
                 history_until(Phase::Submitted)[0].clone(),
             ),
-            (C::OpenPullRequest { number: 7, title: "hello".into() }, history_until(Phase::InReview)[1].clone()),
-            (C::ApprovePullRequest { reviewer: "grace".into() }, history_until(Phase::Approved)[2].clone()),
+            (
+                C::OpenPullRequest {
+                    number: 7,
+                    title: "hello".into(),
+                },
+                history_until(Phase::InReview)[1].clone(),
+            ),
+            (
+                C::ApprovePullRequest {
+                    reviewer: "grace".into(),
+                },
+                history_until(Phase::Approved)[2].clone(),
+            ),
             (
                 C::RequestBuild {
                     flake_ref: "path:/src/hello".into(),
@@ -549,26 +602,58 @@ mod tests {
                 history_until(Phase::Building)[3].clone(),
             ),
             (
-                C::RecordBuildSuccess { out_paths: vec![OUT.into()], nar_hash: "sha256-abc".into(), log_cid: None },
+                C::RecordBuildSuccess {
+                    out_paths: vec![OUT.into()],
+                    nar_hash: "sha256-abc".into(),
+                    log_cid: None,
+                },
                 history_until(Phase::Built)[4].clone(),
             ),
             (
-                C::PublishPackage { store_path: OUT.into(), package_cid: object_cid(b"nar").to_string() },
+                C::PublishPackage {
+                    store_path: OUT.into(),
+                    package_cid: object_cid(b"nar").to_string(),
+                },
                 history_until(Phase::Published)[5].clone(),
             ),
-            (C::ConfigurePackage { name: "hello".into(), version: "1.0".into() }, history_until(Phase::Configured)[6].clone()),
-            (C::CreateContext { context: "production".into() }, history_until(Phase::InContext)[7].clone()),
             (
-                C::AddConfiguration { key: "port".into(), value: "8080".into() },
-                E::ConfigurationAdded { key: "port".into(), value: "8080".into() },
+                C::ConfigurePackage {
+                    name: "hello".into(),
+                    version: "1.0".into(),
+                },
+                history_until(Phase::Configured)[6].clone(),
             ),
             (
-                C::DeployContainer { host: "host-x".into(), container: "hello".into() },
-                E::ContainerDeployed { host: "host-x".into(), container: "hello".into() },
+                C::CreateContext {
+                    context: "production".into(),
+                },
+                history_until(Phase::InContext)[7].clone(),
+            ),
+            (
+                C::AddConfiguration {
+                    key: "port".into(),
+                    value: "8080".into(),
+                },
+                E::ConfigurationAdded {
+                    key: "port".into(),
+                    value: "8080".into(),
+                },
+            ),
+            (
+                C::DeployContainer {
+                    host: "host-x".into(),
+                    container: "hello".into(),
+                },
+                E::ContainerDeployed {
+                    host: "host-x".into(),
+                    container: "hello".into(),
+                },
             ),
         ];
         for (cmd, expected) in steps {
-            given::<Package>(history.clone()).when(cmd).then([expected.clone()]);
+            given::<Package>(history.clone())
+                .when(cmd)
+                .then([expected.clone()]);
             history.push(expected);
         }
         assert_eq!(Package::fold(&history).phase(), Phase::InContext);
@@ -576,17 +661,33 @@ mod tests {
 
     #[test]
     fn no_publish_without_a_successful_build() {
-        let publish = || C::PublishPackage { store_path: OUT.into(), package_cid: object_cid(b"nar").to_string() };
-        given::<Package>(history_until(Phase::Building)).when(publish()).then_err("not allowed");
+        let publish = || C::PublishPackage {
+            store_path: OUT.into(),
+            package_cid: object_cid(b"nar").to_string(),
+        };
+        given::<Package>(history_until(Phase::Building))
+            .when(publish())
+            .then_err("not allowed");
         let mut failed = history_until(Phase::Building);
-        failed.push(E::BuildFailed { error: "boom".into(), log_cid: None });
-        given::<Package>(failed.clone()).when(publish()).then_err("not allowed");
+        failed.push(E::BuildFailed {
+            error: "boom".into(),
+            log_cid: None,
+        });
+        given::<Package>(failed.clone())
+            .when(publish())
+            .then_err("not allowed");
         given::<Package>(history_until(Phase::Built))
-            .when(C::PublishPackage { store_path: "/nix/store/other".into(), package_cid: object_cid(b"n").to_string() })
+            .when(C::PublishPackage {
+                store_path: "/nix/store/other".into(),
+                package_cid: object_cid(b"n").to_string(),
+            })
             .then_err("not produced by the successful build");
         // A failed build may be retried: attempt 2.
         given::<Package>(failed)
-            .when(C::RequestBuild { flake_ref: "path:/src/hello".into(), attribute: "packages.x86_64-linux.default".into() })
+            .when(C::RequestBuild {
+                flake_ref: "path:/src/hello".into(),
+                attribute: "packages.x86_64-linux.default".into(),
+            })
             .then([E::BuildRequested {
                 flake_ref: "path:/src/hello".into(),
                 attribute: "packages.x86_64-linux.default".into(),
@@ -596,28 +697,54 @@ mod tests {
 
     #[test]
     fn no_deploy_without_configuration() {
-        let deploy = || C::DeployContainer { host: "host-x".into(), container: "hello".into() };
-        given::<Package>(history_until(Phase::Configured)).when(deploy()).then_err("not allowed");
-        given::<Package>(history_until(Phase::InContext)).when(deploy()).then_err("without configuration");
+        let deploy = || C::DeployContainer {
+            host: "host-x".into(),
+            container: "hello".into(),
+        };
+        given::<Package>(history_until(Phase::Configured))
+            .when(deploy())
+            .then_err("not allowed");
+        given::<Package>(history_until(Phase::InContext))
+            .when(deploy())
+            .then_err("without configuration");
         let mut h = history_until(Phase::InContext);
-        h.push(E::ConfigurationAdded { key: "port".into(), value: "80".into() });
-        h.push(E::ContainerDeployed { host: "host-x".into(), container: "hello".into() });
-        given::<Package>(h).when(deploy()).then_err("already deployed");
+        h.push(E::ConfigurationAdded {
+            key: "port".into(),
+            value: "80".into(),
+        });
+        h.push(E::ContainerDeployed {
+            host: "host-x".into(),
+            container: "hello".into(),
+        });
+        given::<Package>(h)
+            .when(deploy())
+            .then_err("already deployed");
     }
 
     #[test]
     fn review_and_input_rules() {
         given::<Package>(history_until(Phase::InReview))
-            .when(C::ApprovePullRequest { reviewer: "ada".into() })
+            .when(C::ApprovePullRequest {
+                reviewer: "ada".into(),
+            })
             .then_err("own pull request");
         given::<Package>(history_until(Phase::Submitted))
-            .when(C::RequestBuild { flake_ref: "path:/x".into(), attribute: "default".into() })
+            .when(C::RequestBuild {
+                flake_ref: "path:/x".into(),
+                attribute: "default".into(),
+            })
             .then_err("not allowed");
         given::<Package>(history_until(Phase::Approved))
-            .when(C::RequestBuild { flake_ref: "path:/x --option sandbox false".into(), attribute: "default".into() })
+            .when(C::RequestBuild {
+                flake_ref: "path:/x --option sandbox false".into(),
+                attribute: "default".into(),
+            })
             .then_err("whitespace");
         given::<Package>(history_until(Phase::Approved))
-            .when(C::RequestBuild { flake_ref: "path:/x".into(), attribute: "a..b".into() })
+            .when(C::RequestBuild {
+                flake_ref: "path:/x".into(),
+                attribute: "a..b".into(),
+            })
             .then_err("attribute");
         given::<Package>([])
             .when(C::SubmitCommit {
@@ -628,7 +755,11 @@ mod tests {
             })
             .then_err("hex");
         given::<Package>(history_until(Phase::Building))
-            .when(C::RecordBuildSuccess { out_paths: vec!["/tmp/x".into()], nar_hash: "sha256-x".into(), log_cid: None })
+            .when(C::RecordBuildSuccess {
+                out_paths: vec!["/tmp/x".into()],
+                nar_hash: "sha256-x".into(),
+                log_cid: None,
+            })
             .then_err("not a Nix store path");
     }
 }

@@ -13,7 +13,10 @@ pub(crate) fn ensure(ok: bool, msg: impl Into<String>) -> Result<(), String> {
 
 /// A non-blank text of at most `max` characters.
 pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), String> {
-    ensure(!value.trim().is_empty(), format!("{field} must not be empty"))?;
+    ensure(
+        !value.trim().is_empty(),
+        format!("{field} must not be empty"),
+    )?;
     ensure(
         value.chars().count() <= max,
         format!("{field} is longer than {max} characters"),

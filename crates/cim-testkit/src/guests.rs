@@ -44,7 +44,9 @@ fn build_all() -> Result<PathBuf, TestkitError> {
     let root = workspace_root();
     let io = |context: String| move |source| TestkitError::Io { context, source };
     let mut packages = Vec::new();
-    for entry in std::fs::read_dir(root.join("components")).map_err(io("listing components/".into()))? {
+    for entry in
+        std::fs::read_dir(root.join("components")).map_err(io("listing components/".into()))?
+    {
         let path = entry.map_err(io("listing components/".into()))?.path();
         if path.join("Cargo.toml").is_file() {
             if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
@@ -56,13 +58,21 @@ fn build_all() -> Result<PathBuf, TestkitError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "component"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "component",
+        ])
         .arg("--target-dir")
         .arg(guest_target_dir());
     for p in &packages {
         cmd.args(["-p", p]);
     }
-    let out = cmd.output().map_err(io("running cargo build for components".into()))?;
+    let out = cmd
+        .output()
+        .map_err(io("running cargo build for components".into()))?;
     if !out.status.success() {
         return Err(TestkitError::Io {
             context: format!("cargo build of components {packages:?}"),

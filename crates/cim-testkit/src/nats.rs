@@ -63,7 +63,9 @@ fn check_version(binary: &Path) -> Result<String, TestkitError> {
 
 /// Whether a NATS server answers on `port` with its `INFO` greeting.
 fn greets(port: u16) -> bool {
-    let Ok(stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+    let Ok(stream) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));

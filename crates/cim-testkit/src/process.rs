@@ -25,7 +25,11 @@ pub fn free_port() -> Result<u16, TestkitError> {
 }
 
 /// Calls `probe` every `interval` until it returns `Some` or `timeout` passes.
-pub fn poll_until<T>(timeout: Duration, interval: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll_until<T>(
+    timeout: Duration,
+    interval: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = probe() {
@@ -96,7 +100,11 @@ impl ChildGuard {
     }
 
     /// Polls `ready` until it succeeds, failing early if the process exits.
-    pub fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), TestkitError> {
+    pub fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), TestkitError> {
         let mut exited = None;
         let ok = poll_until(timeout, Duration::from_millis(50), || {
             if let Err(e) = self.check_alive() {
