@@ -35,10 +35,18 @@ fn main() -> anyhow::Result<()> {
         &[
             (
                 "Create",
-                format!(r#"{{"title":"Invoice 42","content_cid":"{content}","media_type":"application/pdf","categories":["invoice","contract"]}}"#),
+                format!(
+                    r#"{{"title":"Invoice 42","content_cid":"{content}","media_type":"application/pdf","categories":["invoice","contract"]}}"#
+                ),
             ),
-            ("AttachText", r#"{"text":"Please pay 42 EUR by Friday."}"#.into()),
-            ("Classify", r#"{"category":"invoice","confidence":0.93,"classified_by":"operator"}"#.into()),
+            (
+                "AttachText",
+                r#"{"text":"Please pay 42 EUR by Friday."}"#.into(),
+            ),
+            (
+                "Classify",
+                r#"{"category":"invoice","confidence":0.93,"classified_by":"operator"}"#.into(),
+            ),
             ("Tag", r#"{"tag":"finance"}"#.into()),
             ("Archive", r#"{"reason":"paid"}"#.into()),
         ],

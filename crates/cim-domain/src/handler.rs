@@ -154,3 +154,149 @@ pub fn handle_command<A: Aggregate>(
         .collect::<Result<Vec<_>, EcsError>>()?;
     log.append(&entity, version, new_events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemoryLog;
+    use serde::{Deserialize, Serialize};
+
+    /// A counter that refuses to go above its limit.
+    #[derive(Default)]
+    struct Counter(u64);
+
+    #[derive(Deserialize)]
+    enum CounterCommand {
+        Add { by: u64 },
+        Noop,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum CounterEvent {
+        Added { by: u64 },
+    }
+
+    impl Aggregate for Counter {
+        const KIND: &'static str = "counter";
+        type Command = CounterCommand;
+        type Event = CounterEvent;
+        type Error = String;
+
+        fn decide(&self, cmd: &CounterCommand) -> Result<Vec<CounterEvent>, String> {
+            match cmd {
+                CounterCommand::Add { by } if self.0 + by > 1000 => Err("limit is 1000".into()),
+                CounterCommand::Add { by } => Ok(vec![CounterEvent::Added { by: *by }]),
+                CounterCommand::Noop => Ok(vec![]),
+            }
+        }
+
+        fn apply(&mut self, ev: &CounterEvent) {
+            let CounterEvent::Added { by } = ev;
+            self.0 += by;
+        }
+    }
+
+    fn req(id: &str, name: &str, payload: &str, expected: Option<u64>) -> CommandRequest {
+        CommandRequest {
+            kind: "counter".into(),
+            id: id.into(),
+            name: name.into(),
+            payload: payload.as_bytes().to_vec(),
+            expected_version: expected,
+            meta: Envelope::originating("c1", 1),
+        }
+    }
+
+    fn entity(id: &str) -> EntityRef {
+        EntityRef::new("counter", id).unwrap()
+    }
+
+    #[test]
+    fn appends_chained_events_with_causation() {
+        let mut log = MemoryLog::new();
+        let first =
+            handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":2}"#, Some(0))).unwrap();
+        let second =
+            handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":3}"#, Some(1))).unwrap();
+        assert_eq!(first[0].version, 1);
+        assert_eq!(second[0].previous, Some(first[0].cid));
+        assert_eq!(second[0].meta.causation_id.as_deref(), Some("c1"));
+        assert_eq!(second[0].meta.id, "c1-1");
+        let (state, version) = rehydrate::<Counter>(&mut log, &entity("a")).unwrap();
+        assert_eq!((state.0, version), (5, 2));
+    }
+
+    #[test]
+    fn refusals_and_bad_input_store_nothing() {
+        let mut log = MemoryLog::new();
+        let cases = [
+            (req("a", "Add", r#"{"by":2000}"#, None), "rejected"),
+            (req("a", "Add", r#"{"by":1}"#, Some(3)), "conflict"),
+            (req("a", "Add", "{", None), "invalid"),
+            (req("a", "Sub", "{}", None), "invalid"),
+            (req("a.b", "Add", r#"{"by":1}"#, None), "invalid"),
+            (req("a", "Add.x", r#"{"by":1}"#, None), "invalid"),
+            (
+                CommandRequest {
+                    kind: "document".into(),
+                    ..req("a", "Add", r#"{"by":1}"#, None)
+                },
+                "invalid",
+            ),
+            (
+                req(
+                    "a",
+                    "Add",
+                    &format!(r#"{{"by":1,"pad":"{}"}}"#, "x".repeat(MAX_COMMAND_PAYLOAD)),
+                    None,
+                ),
+                "invalid",
+            ),
+        ];
+        for (request, kind) in cases {
+            let err = handle_command::<Counter>(&mut log, request).unwrap_err();
+            let matches = match kind {
+                "rejected" => matches!(err, EcsError::Rejected(_)),
+                "conflict" => matches!(
+                    err,
+                    EcsError::Conflict {
+                        expected: 3,
+                        actual: 0
+                    }
+                ),
+                _ => matches!(err, EcsError::Invalid(_)),
+            };
+            assert!(matches, "expected {kind}, got {err:?}");
+        }
+        assert!(log.is_empty());
+        assert!(
+            handle_command::<Counter>(&mut log, req("a", "Noop", "", None))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(log.is_empty());
+    }
+
+    #[test]
+    fn rehydration_pages_through_long_streams() {
+        let mut log = MemoryLog::new();
+        let n = READ_PAGE as u64 * 2 + 7;
+        for _ in 0..n {
+            handle_command::<Counter>(&mut log, req("long", "Add", r#"{"by":0}"#, None)).unwrap();
+        }
+        let (_, version) = rehydrate::<Counter>(&mut log, &entity("long")).unwrap();
+        assert_eq!(version, n);
+    }
+
+    #[test]
+    fn a_corrupt_chain_is_never_extended() {
+        let mut log = MemoryLog::new();
+        handle_command::<Counter>(&mut log, req("c", "Add", r#"{"by":1}"#, None)).unwrap();
+        handle_command::<Counter>(&mut log, req("c", "Add", r#"{"by":1}"#, None)).unwrap();
+        log.events_mut(&entity("c")).swap(0, 1);
+        let err =
+            handle_command::<Counter>(&mut log, req("c", "Add", r#"{"by":1}"#, None)).unwrap_err();
+        assert!(matches!(err, EcsError::Unavailable(_)), "{err:?}");
+        assert_eq!(log.events(&entity("c")).len(), 2);
+    }
+}
