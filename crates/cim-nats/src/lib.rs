@@ -1,0 +1,15 @@
+//! The CIM's single NATS layer.
+//!
+//! - [`config`]: how every CIM process connects (URL plus credentials), in one place.
+//! - [`auth`]: operator/account/user credentials for a local lattice (decentralized JWT auth,
+//!   the only mode the wasmCloud host and its providers support).
+//! - [`names`]: stream, bucket and header names.
+//! - [`store`]: the JetStream event store: per-entity CID chains with optimistic concurrency.
+
+pub mod auth;
+pub mod config;
+pub mod names;
+pub mod store;
+
+pub use config::{NatsConfig, NatsError};
+pub use store::EventStore;

@@ -1,0 +1,31 @@
+//! Names of the JetStream resources and message headers the CIM uses.
+
+/// The stream holding every domain event (`cim.evt.>`), file storage, no max age.
+pub const EVENTS_STREAM: &str = "CIM_EVENTS";
+/// Subjects captured by [`EVENTS_STREAM`].
+pub const EVENTS_SUBJECTS: &str = "cim.evt.>";
+/// The key-value bucket holding entity snapshots, keyed `<kind>.<id>`.
+pub const SNAPSHOTS_BUCKET: &str = "CIM_SNAPSHOTS";
+
+/// Event headers. The message body is the event's JSON payload, verbatim; everything else
+/// about the event travels in these headers (the entity is the subject).
+pub mod header {
+    /// The event's CID.
+    pub const CID: &str = "Cim-Cid";
+    /// The previous event's CID (absent on version 1).
+    pub const PREVIOUS: &str = "Cim-Previous";
+    /// The event's version in its entity stream.
+    pub const VERSION: &str = "Cim-Version";
+    /// The event name.
+    pub const EVENT: &str = "Cim-Event";
+    /// The payload schema version.
+    pub const SCHEMA: &str = "Cim-Schema";
+    /// The envelope's message id.
+    pub const MESSAGE_ID: &str = "Cim-Message-Id";
+    /// The envelope's correlation id.
+    pub const CORRELATION_ID: &str = "Cim-Correlation-Id";
+    /// The envelope's causation id.
+    pub const CAUSATION_ID: &str = "Cim-Causation-Id";
+    /// When the causing command was issued (ms since the Unix epoch).
+    pub const OCCURRED_AT: &str = "Cim-Occurred-At";
+}

@@ -1,0 +1,215 @@
+//! The JetStream event store against a real nats-server.
+
+use std::sync::Arc;
+
+use cim_domain::{verify_chain, EcsError, EntityRef, Envelope, NewEvent, Token};
+use cim_nats::store::Snapshot;
+use cim_nats::{EventStore, NatsConfig};
+use cim_testkit::NatsServer;
+
+fn new_event(name: &str, payload: &str) -> NewEvent {
+    NewEvent {
+        name: Token::parse("event name", name).unwrap(),
+        schema_version: 1,
+        payload: payload.as_bytes().to_vec(),
+        meta: Envelope::originating("cmd-1", 42),
+    }
+}
+
+async fn store(nats: &NatsServer) -> EventStore {
+    let client = NatsConfig::new(nats.url(), None)
+        .connect("store-test")
+        .await
+        .unwrap();
+    EventStore::open(client).await.unwrap()
+}
+
+fn entity(id: &str) -> EntityRef {
+    EntityRef::new("document", id).unwrap()
+}
+
+#[tokio::test]
+async fn appends_and_reads_a_verified_chain() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("a");
+    let first = s
+        .append(&e, 0, vec![new_event("Created", r#"{"n":1}"#)])
+        .await
+        .unwrap();
+    let more = s
+        .append(
+            &e,
+            1,
+            vec![
+                new_event("Tagged", r#"{"n":2}"#),
+                new_event("Tagged", r#"{"n":3}"#),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first[0].version, 1);
+    assert_eq!(
+        more.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(more[0].previous, Some(first[0].cid));
+    let all = s.read(&e, 1, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    verify_chain(&all).unwrap();
+    assert_eq!(all[2].payload, br#"{"n":3}"#);
+    assert_eq!(all[0].meta.occurred_at_ms, 42);
+    let tail = s.read(&e, 2, 1).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].version, 2);
+    assert!(s.read(&entity("nobody"), 1, 10).await.unwrap().is_empty());
+    assert!(s.read(&e, 4, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_version_conflicts_and_stores_nothing() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("b");
+    s.append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    let err = s
+        .append(&e, 0, vec![new_event("Other", r#"{"x":1}"#)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict {
+            expected: 0,
+            actual: 1
+        }
+    );
+    let err = s
+        .append(&e, 5, vec![new_event("Other", "{}")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict {
+            expected: 5,
+            actual: 1
+        }
+    );
+    assert_eq!(s.read(&e, 1, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_append_is_idempotent() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("c");
+    let batch = || {
+        vec![
+            new_event("Created", r#"{"a":1}"#),
+            new_event("Tagged", r#"{"t":"x"}"#),
+        ]
+    };
+    let first = s.append(&e, 0, batch()).await.unwrap();
+    let retry = s.append(&e, 0, batch()).await.unwrap();
+    assert_eq!(first, retry, "the retry returns the stored events");
+    assert_eq!(s.read(&e, 1, 10).await.unwrap().len(), 2);
+    let err = s
+        .append(&e, 0, vec![new_event("Created", r#"{"a":2}"#)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EcsError::Conflict { .. }),
+        "different content is a conflict: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_events_are_invalid_and_store_nothing() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("d");
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let err = s
+        .append(&e, 0, vec![new_event("Created", &big)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Invalid(m) if m.contains("object store")),
+        "{err:?}"
+    );
+    assert!(s.head(&e).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_and_duplicate_nothing() {
+    let nats = NatsServer::start().unwrap();
+    let s = Arc::new(store(&nats).await);
+    let e = entity("hot");
+    const WRITERS: usize = 8;
+    const EACH: usize = 10;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let s = Arc::clone(&s);
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for i in 0..EACH {
+                loop {
+                    let version = s.head(&e).await.unwrap().map_or(0, |h| h.event.version);
+                    let ev = new_event("Counted", &format!(r#"{{"writer":{w},"i":{i}}}"#));
+                    match s.append(&e, version, vec![ev]).await {
+                        Ok(_) => break,
+                        Err(EcsError::Conflict { .. }) => conflicts += 1,
+                        Err(other) => panic!("writer {w}: {other:?}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for t in tasks {
+        conflicts += t.await.unwrap();
+    }
+    let all = s.read(&e, 1, 10_000).await.unwrap();
+    assert_eq!(
+        all.len(),
+        WRITERS * EACH,
+        "every acknowledged write is stored exactly once"
+    );
+    verify_chain(&all).unwrap();
+    let mut seen: Vec<&[u8]> = all.iter().map(|e| e.payload.as_slice()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), WRITERS * EACH, "no duplicates");
+    eprintln!("{conflicts} conflicts resolved by retrying");
+}
+
+#[tokio::test]
+async fn snapshots_must_name_a_real_event() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("s");
+    let evs = s
+        .append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    let snap = Snapshot {
+        entity: e.clone(),
+        version: 1,
+        last_cid: evs[0].cid.to_string(),
+        state: br#"{"created":true}"#.to_vec(),
+    };
+    s.save_snapshot(snap.clone()).await.unwrap();
+    assert_eq!(s.load_snapshot(&e).await.unwrap(), Some(snap.clone()));
+    let forged = Snapshot {
+        last_cid: cim_domain::object_cid(b"x").to_string(),
+        ..snap
+    };
+    assert!(matches!(
+        s.save_snapshot(forged).await,
+        Err(EcsError::NotFound(_))
+    ));
+    assert!(s.load_snapshot(&entity("none")).await.unwrap().is_none());
+}
