@@ -74,8 +74,14 @@ fn greets(port: u16) -> bool {
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js` on a free loopback port with a fresh store directory.
+    /// Starts `nats-server` with JetStream on a free loopback port with a fresh store directory.
     pub fn start() -> Result<Self, TestkitError> {
+        Self::start_with_config("")
+    }
+
+    /// Starts the server with `extra` appended to its generated configuration file (for
+    /// example operator-mode authentication from `cim_nats::auth::LocalAuth::server_config`).
+    pub fn start_with_config(extra: &str) -> Result<Self, TestkitError> {
         let binary = find_binary("nats-server", "CIM_NATS_SERVER")?;
         check_version(&binary)?;
         let dir = tempfile::Builder::new()
@@ -86,12 +92,17 @@ impl NatsServer {
                 source,
             })?;
         let port = free_port()?;
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n{extra}",
+            dir.path().join("js").display()
+        );
+        let config_path = dir.path().join("nats.conf");
+        std::fs::write(&config_path, config).map_err(|source| TestkitError::Io {
+            context: "writing the nats-server config".into(),
+            source,
+        })?;
         let mut cmd = Command::new(&binary);
-        cmd.arg("--jetstream")
-            .args(["--addr", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .arg("--store_dir")
-            .arg(dir.path().join("js"));
+        cmd.arg("--config").arg(&config_path);
         let mut process = ChildGuard::spawn("nats-server", cmd, &dir.path().join("nats.log"))?;
         process.wait_ready(Duration::from_secs(30), || greets(port))?;
         Ok(Self { port, process, dir })
