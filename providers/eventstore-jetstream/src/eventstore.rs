@@ -1,0 +1,111 @@
+//! `cim:ecs/eventstore`, served over wRPC: adapts WIT records to [`cim_nats::EventStore`].
+
+use cim_domain::EcsError as DomainError;
+use cim_nats::store::Snapshot as StoredSnapshot;
+use cim_wrpc::{
+    entity_in, entity_out, error_out, event_out, new_event_in, EcsError, EntityRef, Event, NewEvent,
+};
+use wasmcloud_provider_sdk::Context;
+
+use crate::bindings::exports::cim::ecs::eventstore::{Handler, Snapshot};
+use crate::provider::EventStoreProvider;
+
+/// Longest page a single `read` returns; callers page with `from`.
+const MAX_READ: u32 = 4096;
+
+fn caller(cx: &Option<Context>) -> &str {
+    cx.as_ref()
+        .and_then(|c| c.component.as_deref())
+        .unwrap_or("unknown")
+}
+
+impl Handler<Option<Context>> for EventStoreProvider {
+    async fn append(
+        &self,
+        cx: Option<Context>,
+        entity: EntityRef,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> anyhow::Result<Result<Vec<Event>, EcsError>> {
+        let result: Result<Vec<Event>, DomainError> = async {
+            let entity = entity_in(&entity)?;
+            let events = events
+                .into_iter()
+                .map(new_event_in)
+                .collect::<Result<Vec<_>, _>>()?;
+            let stored = self
+                .store()
+                .await?
+                .append(&entity, expected_version, events)
+                .await?;
+            tracing::debug!(caller = caller(&cx), %entity, n = stored.len(), "appended");
+            Ok(stored.into_iter().map(event_out).collect())
+        }
+        .await;
+        Ok(result.map_err(error_out))
+    }
+
+    async fn read(
+        &self,
+        _cx: Option<Context>,
+        entity: EntityRef,
+        from: u64,
+        max: u32,
+    ) -> anyhow::Result<Result<Vec<Event>, EcsError>> {
+        let result: Result<Vec<Event>, DomainError> = async {
+            let entity = entity_in(&entity)?;
+            let events = self
+                .store()
+                .await?
+                .read(&entity, from, max.min(MAX_READ))
+                .await?;
+            Ok(events.into_iter().map(event_out).collect())
+        }
+        .await;
+        Ok(result.map_err(error_out))
+    }
+
+    async fn load_snapshot(
+        &self,
+        _cx: Option<Context>,
+        entity: EntityRef,
+    ) -> anyhow::Result<Result<Option<Snapshot>, EcsError>> {
+        let result: Result<Option<Snapshot>, DomainError> = async {
+            let entity = entity_in(&entity)?;
+            Ok(self
+                .store()
+                .await?
+                .load_snapshot(&entity)
+                .await?
+                .map(|s| Snapshot {
+                    entity: entity_out(&s.entity),
+                    version: s.version,
+                    last_cid: s.last_cid,
+                    state: s.state.into(),
+                }))
+        }
+        .await;
+        Ok(result.map_err(error_out))
+    }
+
+    async fn save_snapshot(
+        &self,
+        _cx: Option<Context>,
+        snap: Snapshot,
+    ) -> anyhow::Result<Result<(), EcsError>> {
+        let result: Result<(), DomainError> = async {
+            let entity = entity_in(&snap.entity)?;
+            self.store()
+                .await?
+                .save_snapshot(StoredSnapshot {
+                    entity,
+                    version: snap.version,
+                    last_cid: snap.last_cid,
+                    state: snap.state.to_vec(),
+                })
+                .await
+        }
+        .await;
+        Ok(result.map_err(error_out))
+    }
+}

@@ -1,0 +1,71 @@
+//! Provider lifecycle: the lazily opened store and one subscription task per reactor link.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cim_domain::EcsError;
+use cim_nats::EventStore;
+use tokio::sync::{Mutex, OnceCell};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use wasmcloud_provider_sdk::{get_connection, LinkConfig, LinkDeleteInfo, Provider};
+
+use crate::config::SubscriptionConfig;
+use crate::subscription;
+
+/// The provider's state, shared by the wRPC handlers and the link callbacks.
+#[derive(Clone, Default)]
+pub struct EventStoreProvider {
+    store: Arc<OnceCell<EventStore>>,
+    subscriptions: Arc<Mutex<HashMap<(String, String), JoinHandle<()>>>>,
+}
+
+impl EventStoreProvider {
+    /// The event store on the lattice's NATS connection, opened on first use.
+    pub async fn store(&self) -> Result<&EventStore, EcsError> {
+        self.store
+            .get_or_try_init(|| async {
+                let nats = get_connection().nats.as_ref().clone();
+                EventStore::open(nats).await
+            })
+            .await
+    }
+}
+
+impl Provider for EventStoreProvider {
+    /// A link from this provider to a reactor component: start delivering events to it.
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let cfg = SubscriptionConfig::from_link(link.config, link.target_id, link.link_name)?;
+        let store = self.store().await?.clone();
+        let key = (link.target_id.to_string(), link.link_name.to_string());
+        info!(target = %key.0, link = %key.1, filter = %cfg.filter, durable = %cfg.durable, "subscribing reactor");
+        let task = tokio::spawn(subscription::deliver(store, key.0.clone(), cfg));
+        if let Some(old) = self.subscriptions.lock().await.insert(key, task) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// The reactor link was removed: stop delivering (the durable consumer keeps its position,
+    /// so linking again resumes where delivery stopped).
+    async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        let key = (
+            info.get_target_id().to_string(),
+            info.get_link_name().to_string(),
+        );
+        if let Some(task) = self.subscriptions.lock().await.remove(&key) {
+            task.abort();
+            info!(target = %key.0, link = %key.1, "unsubscribed reactor");
+        } else {
+            warn!(target = %key.0, link = %key.1, "no subscription to remove");
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        for (_, task) in self.subscriptions.lock().await.drain() {
+            task.abort();
+        }
+        Ok(())
+    }
+}
