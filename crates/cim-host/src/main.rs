@@ -28,6 +28,9 @@ struct Args {
     /// NATS port for control interface and RPC connections.
     #[arg(long, env = "WASMCLOUD_NATS_PORT", default_value_t = 4222)]
     nats_port: u16,
+    /// A NATS `.creds` file (user JWT and seed) for the control and RPC connections.
+    #[arg(long, env = "WASMCLOUD_NATS_CREDS")]
+    nats_creds: Option<std::path::PathBuf>,
     /// Lattice name this host joins.
     #[arg(long, env = "WASMCLOUD_LATTICE", default_value = "default")]
     lattice: String,
@@ -95,7 +98,23 @@ async fn main() -> anyhow::Result<()> {
         .map(|f| Features::from(f.trim()))
         .sum();
 
+    let (jwt, key) = match &args.nats_creds {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read NATS credentials {}", path.display()))?;
+            let (jwt, seed) = cim_nats::auth::parse_creds(&text)
+                .with_context(|| format!("malformed NATS credentials {}", path.display()))?;
+            let key =
+                nkeys::KeyPair::from_seed(&seed).context("invalid seed in NATS credentials")?;
+            (Some(jwt), Some(Arc::new(key)))
+        }
+        None => (None, None),
+    };
     let config = HostConfig {
+        ctl_jwt: jwt.clone(),
+        ctl_key: key.clone(),
+        rpc_jwt: jwt,
+        rpc_key: key,
         ctl_nats_url: nats_url.clone(),
         rpc_nats_url: nats_url,
         lattice: Arc::from(args.lattice.as_str()),

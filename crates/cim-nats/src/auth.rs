@@ -182,6 +182,29 @@ impl LocalAuth {
     }
 }
 
+/// Reads the user JWT and seed out of a standard `.creds` file.
+pub fn parse_creds(text: &str) -> Result<(String, String), AuthError> {
+    let malformed = |reason: &str| AuthError::Malformed {
+        path: "creds".into(),
+        reason: reason.into(),
+    };
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.starts_with("-----BEGIN") {
+            let body = lines
+                .next()
+                .ok_or_else(|| malformed("a block has no content"))?;
+            blocks.push(body.to_string());
+        }
+    }
+    match blocks.as_slice() {
+        [jwt, seed, ..] if seed.starts_with("SU") => Ok((jwt.clone(), seed.clone())),
+        [_, _, ..] => Err(malformed("the second block is not a user seed")),
+        _ => Err(malformed("expected a JWT block and a seed block")),
+    }
+}
+
 /// Writes a file readable by its owner only.
 fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
     use std::io::Write;
@@ -206,6 +229,17 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creds_files_round_trip() {
+        let auth = LocalAuth::generate().unwrap();
+        let (jwt, seed) = parse_creds(&auth.creds_file()).unwrap();
+        assert_eq!(
+            (jwt.as_str(), seed.as_str()),
+            (auth.user_jwt.as_str(), auth.user_seed.as_str())
+        );
+        assert!(parse_creds("garbage").is_err());
+    }
 
     #[test]
     fn debug_output_never_contains_the_seed() {

