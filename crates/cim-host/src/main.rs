@@ -135,9 +135,9 @@ async fn main() -> anyhow::Result<()> {
 
     tokio::select! {
         stopped = host.stopped() => { stopped.context("host stopped unexpectedly")?; }
-        signal = tokio::signal::ctrl_c() => {
-            signal.context("failed to listen for ctrl-c")?;
-            info!("interrupt received, stopping host");
+        signal = shutdown_signal() => {
+            signal?;
+            info!("stop signal received, stopping host");
         }
     }
     drop(host);
@@ -170,4 +170,15 @@ mod tests {
         assert!(err.to_string().contains("key=value"), "{err}");
         assert!(collect_labels(&["=x".to_string()], std::iter::empty()).is_err());
     }
+}
+
+/// Resolves on SIGINT or SIGTERM (what `cim down`, systemd and container runtimes send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("failed to listen for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use cim_domain::{EcsError, RecordedEvent};
 use cim_wrpc::{Command, EntityRef, Envelope};
-use wrpc_transport::InvokeExt as _;
 
 use crate::Cli;
 
@@ -60,15 +59,20 @@ pub async fn call(
     let client = wrpc_transport_nats::Client::new(nats.clone(), prefix.clone(), None)
         .await
         .context("cannot create a wRPC client")?;
-    let answer =
-        cim_wrpc::bindings::cim::ecs::entity::handle(&client.timeout(CALL_TIMEOUT), None, cmd)
-            .await
-            .with_context(|| {
-                format!(
-                    "wRPC call to {prefix} failed (is the `{}` component deployed?)",
-                    cmd.entity.kind
-                )
-            })?;
+    // The deadline covers the whole exchange, results included: a host that fails an
+    // invocation (a trapped component) may never send a result.
+    let answer = tokio::time::timeout(
+        CALL_TIMEOUT,
+        cim_wrpc::bindings::cim::ecs::entity::handle(&client, None, cmd),
+    )
+    .await
+    .with_context(|| format!("no answer from {prefix} within {}s", CALL_TIMEOUT.as_secs()))?
+    .with_context(|| {
+        format!(
+            "wRPC call to {prefix} failed (is the `{}` component deployed?)",
+            cmd.entity.kind
+        )
+    })?;
     Ok(match answer {
         Ok(events) => Ok(events
             .into_iter()

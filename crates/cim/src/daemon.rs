@@ -105,9 +105,13 @@ impl Daemon {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// Fails with the log's tail if the daemon is not running.
+    /// Fails with the log's tail if the daemon is not running. (Process state, not the command
+    /// line: right after the fork the child still shows this program's command line.)
     pub fn check_alive(&self) -> anyhow::Result<()> {
-        if self.running().is_none() {
+        let pid: Option<u32> = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        if matches!(pid.and_then(proc_state), None | Some('Z') | Some('X')) {
             bail!(
                 "{} exited; last lines of {}:\n{}",
                 self.name,

@@ -286,6 +286,9 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             "--lattice".into(),
             lattice.clone(),
             "--allow-file-load".into(),
+            // Component → provider calls rehydrate whole streams; allow more than the 2 s default.
+            "--rpc-timeout-ms".into(),
+            "10000".into(),
             "--heartbeat-interval-secs".into(),
             "5".into(),
             "--label".into(),
@@ -392,7 +395,7 @@ fn app_name(manifest: &str) -> anyhow::Result<String> {
 }
 
 /// Stops the host, wadm and NATS (in that order); keeps the state directory.
-pub async fn down(ctx: &Cli) -> anyhow::Result<()> {
+pub fn down(ctx: &Cli) -> anyhow::Result<()> {
     let dir = ctx.state_dir();
     let (nats, wadm_d, host) = (
         Daemon::new(

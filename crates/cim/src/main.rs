@@ -79,7 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
             println!("{}", lattice.connection_help());
         }
-        Command::Down => cim::down(&ctx).await?,
+        Command::Down => cim::down(&ctx)?,
         Command::Status => cim::status(&ctx).await?,
         Command::Call {
             kind,

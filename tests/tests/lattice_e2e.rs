@@ -1,0 +1,289 @@
+//! End to end on a real lattice: `cim up` (nats-server 2.15.1 with operator auth, wadm 0.21.1,
+//! the wasmcloud-host 0.27.1 host, the JetStream event-store provider), then commands to the
+//! deployed entity components over wRPC, checked against what lands in JetStream.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cim::{call, command_for, read_events};
+use cim_domain::{EcsError, EntityRef};
+use cim_tests::lattice::TestLattice;
+
+const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+
+fn create_doc() -> String {
+    format!(
+        r#"{{"title":"Invoice 42","content_cid":"{CONTENT}","media_type":"application/pdf","categories":["invoice","contract"]}}"#
+    )
+}
+
+async fn send(
+    nats: &async_nats::Client,
+    lattice: &str,
+    kind: &str,
+    id: &str,
+    name: &str,
+    json: &str,
+    expected: Option<u64>,
+) -> Result<Vec<String>, EcsError> {
+    call(nats, lattice, &command_for(kind, id, name, json, expected))
+        .await
+        .unwrap_or_else(|e| panic!("{kind}/{id} {name}: transport failure: {e:#}"))
+        .map(|evs| evs.into_iter().map(|e| e.name.to_string()).collect())
+}
+
+async fn stored(nats: &async_nats::Client, kind: &str, id: &str) -> Vec<cim_domain::RecordedEvent> {
+    read_events(nats.clone(), &EntityRef::new(kind, id).unwrap())
+        .await
+        .expect("events read and chain verified")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cim_runs_on_a_real_lattice() {
+    let lattice = TestLattice::start().await.expect("cim up");
+    let nats = lattice.nats().await.unwrap();
+    let l = lattice.cli.lattice().to_owned();
+
+    // --- A document through its whole lifecycle, over wRPC.
+    eprintln!("e2e: A document through its whole lifecycle, over wRPC");
+    for (name, json, event) in [
+        ("Create", create_doc(), "DocumentCreated"),
+        (
+            "AttachText",
+            r#"{"text":"Please pay 42 EUR"}"#.to_string(),
+            "TextAttached",
+        ),
+        (
+            "Classify",
+            r#"{"category":"invoice","confidence":0.9,"classified_by":"operator"}"#.to_string(),
+            "DocumentClassified",
+        ),
+        ("Tag", r#"{"tag":"finance"}"#.to_string(), "DocumentTagged"),
+        (
+            "Archive",
+            r#"{"reason":"paid"}"#.to_string(),
+            "DocumentArchived",
+        ),
+    ] {
+        assert_eq!(
+            send(&nats, &l, "document", "doc-1", name, &json, None).await,
+            Ok(vec![event.to_string()]),
+            "{name}"
+        );
+    }
+    let doc = stored(&nats, "document", "doc-1").await;
+    assert_eq!(doc.len(), 5);
+    assert_eq!(doc[4].name.as_str(), "DocumentArchived");
+
+    // --- A package from commit to deployed container.
+    eprintln!("e2e: A package from commit to deployed container");
+    let out = "/nix/store/0c3l1r9ga2xj3y8ds7h7bbx5mv0mr8ls-hello-1.0";
+    let pipeline = [
+        ("SubmitCommit", r#"{"repository":"file:///src/hello","commit":"0123456789abcdef0123456789abcdef01234567","branch":"main","author":"ada"}"#.to_string()),
+        ("OpenPullRequest", r#"{"number":1,"title":"hello"}"#.to_string()),
+        ("ApprovePullRequest", r#"{"reviewer":"grace"}"#.to_string()),
+        ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.to_string()),
+        ("RecordBuildSuccess", format!(r#"{{"out_paths":["{out}"],"nar_hash":"sha256-x","log_cid":null}}"#)),
+        ("PublishPackage", format!(r#"{{"store_path":"{out}","package_cid":"{CONTENT}"}}"#)),
+        ("ConfigurePackage", r#"{"name":"hello","version":"1.0.0"}"#.to_string()),
+        ("CreateContext", r#"{"context":"production"}"#.to_string()),
+        ("AddConfiguration", r#"{"key":"port","value":"8080"}"#.to_string()),
+        ("DeployContainer", r#"{"host":"host-x","container":"hello"}"#.to_string()),
+    ];
+    for (name, json) in &pipeline {
+        send(&nats, &l, "package", "hello", name, json, None)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    assert_eq!(
+        stored(&nats, "package", "hello")
+            .await
+            .last()
+            .unwrap()
+            .name
+            .as_str(),
+        "ContainerDeployed"
+    );
+
+    // --- A stale expected version is a conflict and stores nothing.
+    eprintln!("e2e: A stale expected version is a conflict and stores nothing");
+    send(
+        &nats,
+        &l,
+        "document",
+        "doc-2",
+        "Create",
+        &create_doc(),
+        Some(0),
+    )
+    .await
+    .unwrap();
+    let err = send(
+        &nats,
+        &l,
+        "document",
+        "doc-2",
+        "Tag",
+        r#"{"tag":"a"}"#,
+        Some(0),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict {
+            expected: 0,
+            actual: 1
+        }
+    );
+    assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
+
+    // --- Bad input: a typed error each, and nothing stored.
+    eprintln!("e2e: Bad input: a typed error each, and nothing stored");
+    let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(300 * 1024));
+    let bad: Vec<(&str, &str, String)> = vec![
+        ("doc-3", "Create", "{not json".into()),
+        ("doc-3", "Launch", "{}".into()),
+        ("doc*", "Create", create_doc()),
+        ("doc>", "Create", create_doc()),
+        ("doc.3", "Create", create_doc()),
+        ("doc-2", "AttachText", big),
+    ];
+    for (id, name, json) in &bad {
+        let err = send(&nats, &l, "document", id, name, json, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EcsError::Invalid(_)), "{id} {name}: {err:?}");
+    }
+    assert!(stored(&nats, "document", "doc-3").await.is_empty());
+    assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
+
+    // --- 8 concurrent writers on one entity lose and duplicate nothing.
+    eprintln!("e2e: 8 concurrent writers on one entity lose and duplicate nothing");
+    send(&nats, &l, "document", "hot", "Create", &create_doc(), None)
+        .await
+        .unwrap();
+    const WRITERS: usize = 8;
+    const EACH: usize = 5;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (nats, l) = (nats.clone(), l.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for i in 0..EACH {
+                let tag = format!(r#"{{"tag":"w{w}-{i}"}}"#);
+                loop {
+                    match send(&nats, &l, "document", "hot", "Tag", &tag, None).await {
+                        Ok(evs) => {
+                            assert_eq!(evs, vec!["DocumentTagged".to_string()]);
+                            break;
+                        }
+                        Err(EcsError::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("writer {w}: {e:?}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    let mut conflicts = 0;
+    for t in tasks {
+        conflicts += t.await.unwrap();
+    }
+    let hot = stored(&nats, "document", "hot").await;
+    assert_eq!(hot.len(), 1 + WRITERS * EACH, "no write lost");
+    let tags: BTreeSet<Vec<u8>> = hot[1..].iter().map(|e| e.payload.clone()).collect();
+    assert_eq!(tags.len(), WRITERS * EACH, "no write duplicated");
+    eprintln!("concurrent writers: {conflicts} conflicts retried");
+
+    // --- Killing the event-store provider mid-load loses no acknowledged event; the lattice recovers.
+    eprintln!("e2e: Killing the event-store provider mid-load loses no acknowledged event; the lattice recovers");
+    send(&nats, &l, "document", "load", "Create", &create_doc(), None)
+        .await
+        .unwrap();
+    let acked = Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (nats, l, acked, stop) = (nats.clone(), l.clone(), acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            let mut failures = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let cmd = command_for(
+                    "document",
+                    "load",
+                    "Tag",
+                    &format!(r#"{{"tag":"k{w}-{i}"}}"#),
+                    None,
+                );
+                match call(&nats, &l, &cmd).await {
+                    Ok(Ok(evs)) => {
+                        acked
+                            .lock()
+                            .await
+                            .extend(evs.iter().map(|e| e.cid.to_string()));
+                        i += 1;
+                    }
+                    Ok(Err(EcsError::Conflict { .. })) => {}
+                    // While the provider is down: unavailable errors or timeouts, retried.
+                    Ok(Err(_)) | Err(_) => failures += 1,
+                }
+            }
+            failures
+        }));
+    }
+    // Let some load through, then kill the provider process the host started.
+    let t0 = Instant::now();
+    while acked.lock().await.len() < 10 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no load got through"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The host unpacks providers under a directory named after its own id: kill only ours.
+    let host_id = lattice.host_id().await.unwrap();
+    let pids = TestLattice::pids_of(&host_id);
+    assert!(!pids.is_empty(), "the provider process is running");
+    for pid in &pids {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    let before_kill = acked.lock().await.len();
+    // Recovery: the host restarts the provider; writes are acknowledged again.
+    let t1 = Instant::now();
+    while acked.lock().await.len() < before_kill + 10 {
+        assert!(
+            t1.elapsed() < Duration::from_secs(120),
+            "the lattice did not recover after the provider was killed ({} acked before, {} now); host log:\n{}",
+            before_kill,
+            acked.lock().await.len(),
+            lattice.log_tail("host", 40)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut failures = 0;
+    for w in writers {
+        failures += w.await.unwrap();
+    }
+    let load = stored(&nats, "document", "load").await;
+    let stored_cids: BTreeSet<String> = load.iter().map(|e| e.cid.to_string()).collect();
+    let acked = acked.lock().await;
+    let lost: Vec<&String> = acked.iter().filter(|c| !stored_cids.contains(*c)).collect();
+    assert!(lost.is_empty(), "acknowledged events lost: {lost:?}");
+    let payloads: BTreeSet<&[u8]> = load.iter().map(|e| e.payload.as_slice()).collect();
+    assert_eq!(payloads.len(), load.len(), "no duplicates after the crash");
+    eprintln!(
+        "provider kill: {} acknowledged, {} stored, {failures} calls failed while it restarted (recovered in {:.1}s)",
+        acked.len(),
+        load.len(),
+        t1.elapsed().as_secs_f64()
+    );
+}
