@@ -148,6 +148,17 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves on SIGINT or SIGTERM (what `cim down`, systemd and container runtimes send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("failed to listen for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::collect_labels;
@@ -170,15 +181,4 @@ mod tests {
         assert!(err.to_string().contains("key=value"), "{err}");
         assert!(collect_labels(&["=x".to_string()], std::iter::empty()).is_err());
     }
-}
-
-/// Resolves on SIGINT or SIGTERM (what `cim down`, systemd and container runtimes send).
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("failed to listen for SIGINT")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }

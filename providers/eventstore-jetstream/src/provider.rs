@@ -13,11 +13,14 @@ use wasmcloud_provider_sdk::{get_connection, LinkConfig, LinkDeleteInfo, Provide
 use crate::config::SubscriptionConfig;
 use crate::subscription;
 
+/// Running reactor subscriptions, keyed by (target component, link name).
+type Subscriptions = HashMap<(String, String), JoinHandle<()>>;
+
 /// The provider's state, shared by the wRPC handlers and the link callbacks.
 #[derive(Clone, Default)]
 pub struct EventStoreProvider {
     store: Arc<OnceCell<EventStore>>,
-    subscriptions: Arc<Mutex<HashMap<(String, String), JoinHandle<()>>>>,
+    subscriptions: Arc<Mutex<Subscriptions>>,
 }
 
 impl EventStoreProvider {
