@@ -103,7 +103,7 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         .parent()
         .context("the cim executable has no directory")?;
     // Under `cargo test` the running executable lives in target/<profile>/deps.
-    Ok(if dir.ends_with("deps") {
+    Ok(if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.parent().unwrap_or(dir).to_path_buf()
     } else {
         dir.to_path_buf()

@@ -1,0 +1,151 @@
+//! Benchmarks of the event store on a real lattice, each against the raw NATS baseline
+//! measured in the same run, on the same server, with the same payloads.
+//!
+//! `cargo run -p cim-tests --example bench` (see docs/benchmarks.md). Every result is one line
+//! `ratio <name>: <x>` (higher is better for the CIM; 1.0 = as fast as raw NATS).
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use cim::{call, command_for};
+use cim_domain::{EntityRef, Envelope, NewEvent, Token};
+use cim_nats::store::encode;
+use cim_nats::EventStore;
+use cim_tests::lattice::TestLattice;
+use futures::StreamExt;
+
+fn new_event(i: usize) -> NewEvent {
+    NewEvent {
+        name: Token::parse("event name", "Measured").unwrap(),
+        schema_version: 1,
+        payload: format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(200)).into_bytes(),
+        meta: Envelope::originating(format!("bench-{i}"), 0),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let lattice = TestLattice::start().await?;
+    let nats = lattice.nats().await?;
+    let js = jetstream::new(nats.clone());
+    let l = lattice.cli.lattice().to_owned();
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+
+    // 1. Batched append: provider (wRPC eventstore.append, 10 events per atomic batch) vs raw
+    //    JetStream publishes of the same messages (each acknowledged).
+    const BATCHES: usize = 100;
+    const BATCH: usize = 10;
+    let store_client = wrpc_transport_nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"), None).await?;
+    let entity = cim_wrpc::EntityRef {
+        kind: "bench".into(),
+        id: "append".into(),
+    };
+    let t = Instant::now();
+    for b in 0..BATCHES {
+        let events: Vec<cim_wrpc::NewEvent> = (0..BATCH)
+            .map(|i| {
+                let e = new_event(b * BATCH + i);
+                cim_wrpc::NewEvent {
+                    name: e.name.to_string(),
+                    schema_version: 1,
+                    payload: e.payload.into(),
+                    meta: cim_wrpc::envelope_out(e.meta),
+                }
+            })
+            .collect();
+        cim_wrpc::bindings::cim::ecs::eventstore::append(&store_client, None, &entity, (b * BATCH) as u64, &events)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    let provider = t.elapsed();
+    let sample = cim_domain::RecordedEvent::seal(&EntityRef::new("bench", "raw")?, 1, None, new_event(0))?;
+    let (headers, _) = encode(&sample);
+    let t = Instant::now();
+    for b in 0..BATCHES {
+        for i in 0..BATCH {
+            let body = Bytes::from(new_event(b * BATCH + i).payload);
+            js.publish_with_headers("bench.raw.append", headers.clone(), body).await?.await?;
+        }
+    }
+    let raw = t.elapsed();
+    let n = (BATCHES * BATCH) as f64;
+    println!("append provider: {:.0} events/s ({BATCHES} batches of {BATCH} through wRPC)", n / provider.as_secs_f64());
+    println!("append raw:      {:.0} events/s (acknowledged JetStream publishes)", n / raw.as_secs_f64());
+    println!("ratio append_provider_vs_raw: {:.2}", raw.as_secs_f64() / provider.as_secs_f64());
+
+    // 2. Command round trip over wRPC (component + provider + JetStream) vs raw publish-ack.
+    call(&nats, &l, &command_for("document", "rt", "Create", r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#, None))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    const ROUNDS: usize = 200;
+    let mut cmd_lat = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        // Fresh entities keep the rehydration cost constant (one event).
+        let id = format!("rt{i}");
+        let t = Instant::now();
+        call(&nats, &l, &command_for("document", &id, "Create", r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#, None))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        cmd_lat.push(t.elapsed());
+    }
+    let mut raw_lat = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        let t = Instant::now();
+        js.publish_with_headers(format!("bench.raw.rt{i}"), headers.clone(), Bytes::from(new_event(i).payload)).await?.await?;
+        raw_lat.push(t.elapsed());
+    }
+    cmd_lat.sort();
+    raw_lat.sort();
+    let (c50, c99, r50, r99) = (percentile(&cmd_lat, 0.5), percentile(&cmd_lat, 0.99), percentile(&raw_lat, 0.5), percentile(&raw_lat, 0.99));
+    println!("round trip command: p50 {:.2} ms, p99 {:.2} ms", c50.as_secs_f64() * 1e3, c99.as_secs_f64() * 1e3);
+    println!("round trip raw:     p50 {:.2} ms, p99 {:.2} ms", r50.as_secs_f64() * 1e3, r99.as_secs_f64() * 1e3);
+    println!("ratio roundtrip_p50_command_vs_raw: {:.2}", r50.as_secs_f64() / c50.as_secs_f64());
+    println!("ratio roundtrip_p99_command_vs_raw: {:.2}", r99.as_secs_f64() / c99.as_secs_f64());
+
+    // 3. Replay of 10k events: the store's verified read vs a raw ordered consumer.
+    const REPLAY: usize = 10_000;
+    let store = EventStore::open(nats.clone()).await?;
+    let replay_entity = EntityRef::new("bench", "replay")?;
+    for b in 0..REPLAY / 100 {
+        store
+            .append(&replay_entity, (b * 100) as u64, (0..100).map(|i| new_event(b * 100 + i)).collect())
+            .await?;
+    }
+    let t = Instant::now();
+    let mut replayed = 0;
+    while replayed < REPLAY {
+        replayed += store.read(&replay_entity, replayed as u64 + 1, 4096).await?.len();
+    }
+    let ours = t.elapsed();
+    let stream = js.get_stream("CIM_EVENTS").await?;
+    let t = Instant::now();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "cim.evt.bench.replay".into(),
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut raw_count = 0;
+    while raw_count < REPLAY {
+        let m = messages.next().await.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        std::hint::black_box(&m.payload);
+        raw_count += 1;
+    }
+    let raw_replay = t.elapsed();
+    println!("replay store:    {:.0} events/s (decoded, CID chain verified)", REPLAY as f64 / ours.as_secs_f64());
+    println!("replay raw:      {:.0} events/s (ordered consumer)", REPLAY as f64 / raw_replay.as_secs_f64());
+    println!("ratio replay_store_vs_raw: {:.2}", raw_replay.as_secs_f64() / ours.as_secs_f64());
+    Ok(())
+}
