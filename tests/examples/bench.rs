@@ -46,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
     //    JetStream publishes of the same messages (each acknowledged).
     const BATCHES: usize = 100;
     const BATCH: usize = 10;
-    let store_client = wrpc_transport_nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"), None).await?;
+    let store_client =
+        wrpc_transport_nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"), None).await?;
     let entity = cim_wrpc::EntityRef {
         kind: "bench".into(),
         id: "append".into(),
@@ -64,25 +65,43 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .collect();
-        cim_wrpc::bindings::cim::ecs::eventstore::append(&store_client, None, &entity, (b * BATCH) as u64, &events)
-            .await?
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        cim_wrpc::bindings::cim::ecs::eventstore::append(
+            &store_client,
+            None,
+            &entity,
+            (b * BATCH) as u64,
+            &events,
+        )
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     }
     let provider = t.elapsed();
-    let sample = cim_domain::RecordedEvent::seal(&EntityRef::new("bench", "raw")?, 1, None, new_event(0))?;
+    let sample =
+        cim_domain::RecordedEvent::seal(&EntityRef::new("bench", "raw")?, 1, None, new_event(0))?;
     let (headers, _) = encode(&sample);
     let t = Instant::now();
     for b in 0..BATCHES {
         for i in 0..BATCH {
             let body = Bytes::from(new_event(b * BATCH + i).payload);
-            js.publish_with_headers("bench.raw.append", headers.clone(), body).await?.await?;
+            js.publish_with_headers("bench.raw.append", headers.clone(), body)
+                .await?
+                .await?;
         }
     }
     let raw = t.elapsed();
     let n = (BATCHES * BATCH) as f64;
-    println!("append provider: {:.0} events/s ({BATCHES} batches of {BATCH} through wRPC)", n / provider.as_secs_f64());
-    println!("append raw:      {:.0} events/s (acknowledged JetStream publishes)", n / raw.as_secs_f64());
-    println!("ratio append_provider_vs_raw: {:.2}", raw.as_secs_f64() / provider.as_secs_f64());
+    println!(
+        "append provider: {:.0} events/s ({BATCHES} batches of {BATCH} through wRPC)",
+        n / provider.as_secs_f64()
+    );
+    println!(
+        "append raw:      {:.0} events/s (acknowledged JetStream publishes)",
+        n / raw.as_secs_f64()
+    );
+    println!(
+        "ratio append_provider_vs_raw: {:.2}",
+        raw.as_secs_f64() / provider.as_secs_f64()
+    );
 
     // 2. Command round trip over wRPC (component + provider + JetStream) vs raw publish-ack.
     call(&nats, &l, &command_for("document", "rt", "Create", r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#, None))
@@ -102,16 +121,41 @@ async fn main() -> anyhow::Result<()> {
     let mut raw_lat = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {
         let t = Instant::now();
-        js.publish_with_headers(format!("bench.raw.rt{i}"), headers.clone(), Bytes::from(new_event(i).payload)).await?.await?;
+        js.publish_with_headers(
+            format!("bench.raw.rt{i}"),
+            headers.clone(),
+            Bytes::from(new_event(i).payload),
+        )
+        .await?
+        .await?;
         raw_lat.push(t.elapsed());
     }
     cmd_lat.sort();
     raw_lat.sort();
-    let (c50, c99, r50, r99) = (percentile(&cmd_lat, 0.5), percentile(&cmd_lat, 0.99), percentile(&raw_lat, 0.5), percentile(&raw_lat, 0.99));
-    println!("round trip command: p50 {:.2} ms, p99 {:.2} ms", c50.as_secs_f64() * 1e3, c99.as_secs_f64() * 1e3);
-    println!("round trip raw:     p50 {:.2} ms, p99 {:.2} ms", r50.as_secs_f64() * 1e3, r99.as_secs_f64() * 1e3);
-    println!("ratio roundtrip_p50_command_vs_raw: {:.2}", r50.as_secs_f64() / c50.as_secs_f64());
-    println!("ratio roundtrip_p99_command_vs_raw: {:.2}", r99.as_secs_f64() / c99.as_secs_f64());
+    let (c50, c99, r50, r99) = (
+        percentile(&cmd_lat, 0.5),
+        percentile(&cmd_lat, 0.99),
+        percentile(&raw_lat, 0.5),
+        percentile(&raw_lat, 0.99),
+    );
+    println!(
+        "round trip command: p50 {:.2} ms, p99 {:.2} ms",
+        c50.as_secs_f64() * 1e3,
+        c99.as_secs_f64() * 1e3
+    );
+    println!(
+        "round trip raw:     p50 {:.2} ms, p99 {:.2} ms",
+        r50.as_secs_f64() * 1e3,
+        r99.as_secs_f64() * 1e3
+    );
+    println!(
+        "ratio roundtrip_p50_command_vs_raw: {:.2}",
+        r50.as_secs_f64() / c50.as_secs_f64()
+    );
+    println!(
+        "ratio roundtrip_p99_command_vs_raw: {:.2}",
+        r99.as_secs_f64() / c99.as_secs_f64()
+    );
 
     // 3. Replay of 10k events: the store's verified read vs a raw ordered consumer.
     const REPLAY: usize = 10_000;
@@ -119,13 +163,20 @@ async fn main() -> anyhow::Result<()> {
     let replay_entity = EntityRef::new("bench", "replay")?;
     for b in 0..REPLAY / 100 {
         store
-            .append(&replay_entity, (b * 100) as u64, (0..100).map(|i| new_event(b * 100 + i)).collect())
+            .append(
+                &replay_entity,
+                (b * 100) as u64,
+                (0..100).map(|i| new_event(b * 100 + i)).collect(),
+            )
             .await?;
     }
     let t = Instant::now();
     let mut replayed = 0;
     while replayed < REPLAY {
-        replayed += store.read(&replay_entity, replayed as u64 + 1, 4096).await?.len();
+        replayed += store
+            .read(&replay_entity, replayed as u64 + 1, 4096)
+            .await?
+            .len();
     }
     let ours = t.elapsed();
     let stream = js.get_stream("CIM_EVENTS").await?;
@@ -139,13 +190,25 @@ async fn main() -> anyhow::Result<()> {
     let mut messages = consumer.messages().await?;
     let mut raw_count = 0;
     while raw_count < REPLAY {
-        let m = messages.next().await.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        let m = messages
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
         std::hint::black_box(&m.payload);
         raw_count += 1;
     }
     let raw_replay = t.elapsed();
-    println!("replay store:    {:.0} events/s (decoded, CID chain verified)", REPLAY as f64 / ours.as_secs_f64());
-    println!("replay raw:      {:.0} events/s (ordered consumer)", REPLAY as f64 / raw_replay.as_secs_f64());
-    println!("ratio replay_store_vs_raw: {:.2}", raw_replay.as_secs_f64() / ours.as_secs_f64());
+    println!(
+        "replay store:    {:.0} events/s (decoded, CID chain verified)",
+        REPLAY as f64 / ours.as_secs_f64()
+    );
+    println!(
+        "replay raw:      {:.0} events/s (ordered consumer)",
+        REPLAY as f64 / raw_replay.as_secs_f64()
+    );
+    println!(
+        "ratio replay_store_vs_raw: {:.2}",
+        raw_replay.as_secs_f64() / ours.as_secs_f64()
+    );
     Ok(())
 }

@@ -26,7 +26,10 @@ fn manifests() -> Vec<PathBuf> {
 #[tokio::test]
 async fn every_manifest_is_valid() {
     let all = manifests();
-    assert!(all.len() >= 2, "expected the local and published manifests: {all:?}");
+    assert!(
+        all.len() >= 2,
+        "expected the local and published manifests: {all:?}"
+    );
     for path in all {
         let (manifest, failures) = validate_manifest_file(&path)
             .await
@@ -44,7 +47,11 @@ async fn every_manifest_is_valid() {
             .flat_map(|c| c.traits.iter().flatten())
             .filter(|t| t.trait_type == "link")
             .count();
-        assert!(links >= 2, "{}: the entities are linked to the event store", path.display());
+        assert!(
+            links >= 2,
+            "{}: the entities are linked to the event store",
+            path.display()
+        );
     }
 }
 
