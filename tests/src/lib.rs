@@ -98,43 +98,11 @@ impl WasiView for HostState {
     }
 }
 
-fn entity_in(e: &EntityRef) -> Result<cim_domain::EntityRef, EcsError> {
-    cim_domain::EntityRef::new(&e.kind, &e.id).map_err(|x| EcsError::Invalid(x.to_string()))
-}
+cim_domain::wit_conversions!();
 
-fn error_out(e: cim_domain::EcsError) -> EcsError {
-    use cim_domain::EcsError as D;
-    match e {
-        D::Rejected(m) => EcsError::Rejected(m),
-        D::Conflict { expected, actual } => {
-            EcsError::Conflict(VersionConflict { expected, actual })
-        }
-        D::Invalid(m) => EcsError::Invalid(m),
-        D::NotFound(m) => EcsError::NotFound(m),
-        D::Unavailable(m) => EcsError::Unavailable(m),
-    }
-}
-
-/// Converts a domain event to the host-side WIT record.
-pub fn event_out(e: &cim_domain::RecordedEvent) -> Event {
-    Event {
-        cid: e.cid.to_string(),
-        previous: e.previous.map(|c| c.to_string()),
-        entity: EntityRef {
-            kind: e.entity.kind.to_string(),
-            id: e.entity.id.to_string(),
-        },
-        version: e.version,
-        name: e.name.to_string(),
-        schema_version: e.schema_version,
-        payload: e.payload.clone(),
-        meta: Envelope {
-            id: e.meta.id.clone(),
-            correlation_id: e.meta.correlation_id.clone(),
-            causation_id: e.meta.causation_id.clone(),
-            occurred_at_ms: e.meta.occurred_at_ms,
-        },
-    }
+/// Validates an entity reference arriving at the test host.
+fn entity_arg(e: &EntityRef) -> Result<cim_domain::EntityRef, EcsError> {
+    entity_in(e).map_err(error_out)
 }
 
 impl generated::cim::ecs::types::Host for HostState {}
@@ -149,7 +117,7 @@ impl generated::cim::ecs::eventstore::Host for HostState {
         if let Some(e) = &self.backend.fail_appends {
             return Err(e.clone());
         }
-        let entity = entity_in(&entity)?;
+        let entity = entity_arg(&entity)?;
         let events = events
             .into_iter()
             .map(|e| {
@@ -172,26 +140,26 @@ impl generated::cim::ecs::eventstore::Host for HostState {
             .log
             .append(&entity, expected_version, events)
             .map_err(error_out)?;
-        Ok(stored.iter().map(event_out).collect())
+        Ok(stored.into_iter().map(event_out).collect())
     }
 
     fn read(&mut self, entity: EntityRef, from: u64, max: u32) -> Result<Vec<Event>, EcsError> {
-        let entity = entity_in(&entity)?;
+        let entity = entity_arg(&entity)?;
         let events = self
             .backend
             .log
             .read(&entity, from, max)
             .map_err(error_out)?;
-        Ok(events.iter().map(event_out).collect())
+        Ok(events.into_iter().map(event_out).collect())
     }
 
     fn load_snapshot(&mut self, entity: EntityRef) -> Result<Option<Snapshot>, EcsError> {
-        let entity = entity_in(&entity)?;
+        let entity = entity_arg(&entity)?;
         Ok(self.backend.snapshots.get(&entity.to_string()).cloned())
     }
 
     fn save_snapshot(&mut self, snap: Snapshot) -> Result<(), EcsError> {
-        let entity = entity_in(&snap.entity)?;
+        let entity = entity_arg(&snap.entity)?;
         let known = self
             .backend
             .log

@@ -22,6 +22,7 @@ pub mod handler;
 pub mod ident;
 pub mod subject;
 pub mod testing;
+pub mod wit;
 
 pub use aggregate::{Aggregate, EventCodec};
 pub use chain::{verify_chain, ChainError, ChainVerifier};

@@ -30,96 +30,14 @@ pub use bindings::cim::ecs::types::{
     Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
 };
 
-use cim_domain::event::parse_cid;
 use cim_domain::{Aggregate, CommandRequest, EventLog, RecordedEvent};
 
-fn envelope_in(e: Envelope) -> cim_domain::Envelope {
-    cim_domain::Envelope {
-        id: e.id,
-        correlation_id: e.correlation_id,
-        causation_id: e.causation_id,
-        occurred_at_ms: e.occurred_at_ms,
-    }
-}
+cim_domain::wit_conversions!();
 
-fn envelope_out(e: cim_domain::Envelope) -> Envelope {
-    Envelope {
-        id: e.id,
-        correlation_id: e.correlation_id,
-        causation_id: e.causation_id,
-        occurred_at_ms: e.occurred_at_ms,
-    }
-}
-
-fn entity_out(e: &cim_domain::EntityRef) -> EntityRef {
-    EntityRef {
-        kind: e.kind.to_string(),
-        id: e.id.to_string(),
-    }
-}
-
-/// Converts a domain error to its WIT form.
-pub fn error_out(e: cim_domain::EcsError) -> EcsError {
-    use cim_domain::EcsError as D;
-    match e {
-        D::Rejected(m) => EcsError::Rejected(m),
-        D::Conflict { expected, actual } => {
-            EcsError::Conflict(VersionConflict { expected, actual })
-        }
-        D::Invalid(m) => EcsError::Invalid(m),
-        D::NotFound(m) => EcsError::NotFound(m),
-        D::Unavailable(m) => EcsError::Unavailable(m),
-    }
-}
-
-fn error_in(e: EcsError) -> cim_domain::EcsError {
-    use cim_domain::EcsError as D;
-    match e {
-        EcsError::Rejected(m) => D::Rejected(m),
-        EcsError::Conflict(c) => D::Conflict {
-            expected: c.expected,
-            actual: c.actual,
-        },
-        EcsError::Invalid(m) => D::Invalid(m),
-        EcsError::NotFound(m) => D::NotFound(m),
-        EcsError::Unavailable(m) => D::Unavailable(m),
-    }
-}
-
-/// Converts a stored event to its WIT form.
-pub fn event_out(e: RecordedEvent) -> Event {
-    Event {
-        cid: e.cid.to_string(),
-        previous: e.previous.map(|c| c.to_string()),
-        entity: entity_out(&e.entity),
-        version: e.version,
-        name: e.name.to_string(),
-        schema_version: e.schema_version,
-        payload: e.payload,
-        meta: envelope_out(e.meta),
-    }
-}
-
-/// Converts a WIT event from the event store into a domain event, validating every field.
-pub fn event_in(e: Event) -> Result<RecordedEvent, cim_domain::EcsError> {
-    let bad = |m: String| {
+/// A malformed event from the event store is the store's failure, not the caller's.
+fn stored_event_in(e: Event) -> Result<RecordedEvent, cim_domain::EcsError> {
+    event_in(e).map_err(|m| {
         cim_domain::EcsError::Unavailable(format!("event store returned a malformed event: {m}"))
-    };
-    Ok(RecordedEvent {
-        cid: parse_cid(&e.cid).map_err(|x| bad(x.to_string()))?,
-        previous: e
-            .previous
-            .as_deref()
-            .map(parse_cid)
-            .transpose()
-            .map_err(|x| bad(x.to_string()))?,
-        entity: cim_domain::EntityRef::new(&e.entity.kind, &e.entity.id)
-            .map_err(|x| bad(x.to_string()))?,
-        version: e.version,
-        name: cim_domain::Token::parse("event name", &e.name).map_err(|x| bad(x.to_string()))?,
-        schema_version: e.schema_version,
-        payload: e.payload,
-        meta: envelope_in(e.meta),
     })
 }
 
@@ -136,7 +54,7 @@ impl EventLog for ImportedLog {
         eventstore::read(&entity_out(entity), from, max)
             .map_err(error_in)?
             .into_iter()
-            .map(event_in)
+            .map(stored_event_in)
             .collect()
     }
 
@@ -146,19 +64,11 @@ impl EventLog for ImportedLog {
         expected_version: u64,
         events: Vec<cim_domain::NewEvent>,
     ) -> Result<Vec<RecordedEvent>, cim_domain::EcsError> {
-        let events: Vec<NewEvent> = events
-            .into_iter()
-            .map(|e| NewEvent {
-                name: e.name.to_string(),
-                schema_version: e.schema_version,
-                payload: e.payload,
-                meta: envelope_out(e.meta),
-            })
-            .collect();
+        let events: Vec<NewEvent> = events.into_iter().map(new_event_out).collect();
         eventstore::append(&entity_out(entity), expected_version, &events)
             .map_err(error_in)?
             .into_iter()
-            .map(event_in)
+            .map(stored_event_in)
             .collect()
     }
 }

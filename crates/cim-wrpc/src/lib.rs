@@ -19,115 +19,7 @@ pub use bindings::cim::ecs::types::{
     Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
 };
 
-use cim_domain::event::parse_cid;
-
-/// Converts a domain entity reference to its WIT form.
-pub fn entity_out(e: &cim_domain::EntityRef) -> EntityRef {
-    EntityRef {
-        kind: e.kind.to_string(),
-        id: e.id.to_string(),
-    }
-}
-
-/// Validates a WIT entity reference.
-pub fn entity_in(e: &EntityRef) -> Result<cim_domain::EntityRef, cim_domain::EcsError> {
-    cim_domain::EntityRef::new(&e.kind, &e.id)
-        .map_err(|x| cim_domain::EcsError::Invalid(x.to_string()))
-}
-
-/// Converts a domain envelope to its WIT form.
-pub fn envelope_out(e: cim_domain::Envelope) -> Envelope {
-    Envelope {
-        id: e.id,
-        correlation_id: e.correlation_id,
-        causation_id: e.causation_id,
-        occurred_at_ms: e.occurred_at_ms,
-    }
-}
-
-/// Converts a WIT envelope to its domain form.
-pub fn envelope_in(e: Envelope) -> cim_domain::Envelope {
-    cim_domain::Envelope {
-        id: e.id,
-        correlation_id: e.correlation_id,
-        causation_id: e.causation_id,
-        occurred_at_ms: e.occurred_at_ms,
-    }
-}
-
-/// Converts a domain error to its WIT form.
-pub fn error_out(e: cim_domain::EcsError) -> EcsError {
-    use cim_domain::EcsError as D;
-    match e {
-        D::Rejected(m) => EcsError::Rejected(m),
-        D::Conflict { expected, actual } => {
-            EcsError::Conflict(VersionConflict { expected, actual })
-        }
-        D::Invalid(m) => EcsError::Invalid(m),
-        D::NotFound(m) => EcsError::NotFound(m),
-        D::Unavailable(m) => EcsError::Unavailable(m),
-    }
-}
-
-/// Converts a WIT error to its domain form.
-pub fn error_in(e: EcsError) -> cim_domain::EcsError {
-    use cim_domain::EcsError as D;
-    match e {
-        EcsError::Rejected(m) => D::Rejected(m),
-        EcsError::Conflict(c) => D::Conflict {
-            expected: c.expected,
-            actual: c.actual,
-        },
-        EcsError::Invalid(m) => D::Invalid(m),
-        EcsError::NotFound(m) => D::NotFound(m),
-        EcsError::Unavailable(m) => D::Unavailable(m),
-    }
-}
-
-/// Converts a stored event to its WIT form.
-pub fn event_out(e: cim_domain::RecordedEvent) -> Event {
-    Event {
-        cid: e.cid.to_string(),
-        previous: e.previous.map(|c| c.to_string()),
-        entity: entity_out(&e.entity),
-        version: e.version,
-        name: e.name.to_string(),
-        schema_version: e.schema_version,
-        payload: e.payload.into(),
-        meta: envelope_out(e.meta),
-    }
-}
-
-/// Validates a WIT event into a domain event (its CID is checked by chain verification).
-pub fn event_in(e: Event) -> Result<cim_domain::RecordedEvent, cim_domain::EcsError> {
-    let bad = |m: String| cim_domain::EcsError::Invalid(format!("malformed event: {m}"));
-    Ok(cim_domain::RecordedEvent {
-        cid: parse_cid(&e.cid).map_err(|x| bad(x.to_string()))?,
-        previous: e
-            .previous
-            .as_deref()
-            .map(parse_cid)
-            .transpose()
-            .map_err(|x| bad(x.to_string()))?,
-        entity: entity_in(&e.entity)?,
-        version: e.version,
-        name: cim_domain::Token::parse("event name", &e.name).map_err(|x| bad(x.to_string()))?,
-        schema_version: e.schema_version,
-        payload: e.payload.to_vec(),
-        meta: envelope_in(e.meta),
-    })
-}
-
-/// Validates a WIT new event into its domain form.
-pub fn new_event_in(e: NewEvent) -> Result<cim_domain::NewEvent, cim_domain::EcsError> {
-    Ok(cim_domain::NewEvent {
-        name: cim_domain::Token::parse("event name", &e.name)
-            .map_err(|x| cim_domain::EcsError::Invalid(x.to_string()))?,
-        schema_version: e.schema_version,
-        payload: e.payload.to_vec(),
-        meta: envelope_in(e.meta),
-    })
-}
+cim_domain::wit_conversions!();
 
 #[cfg(test)]
 mod tests {
@@ -149,6 +41,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(event_in(event_out(ev.clone())).unwrap(), ev);
+        let new = cim_domain::NewEvent {
+            name: ev.name.clone(),
+            schema_version: 1,
+            payload: ev.payload.clone(),
+            meta: ev.meta.clone(),
+        };
+        assert_eq!(new_event_in(new_event_out(new.clone())).unwrap(), new);
     }
 
     #[test]
@@ -184,9 +83,6 @@ mod tests {
             .unwrap(),
         );
         ev.cid = "nope".into();
-        assert!(matches!(
-            event_in(ev),
-            Err(cim_domain::EcsError::Invalid(_))
-        ));
+        assert!(event_in(ev).unwrap_err().contains("nope"));
     }
 }

@@ -77,7 +77,8 @@ pub async fn call(
         Ok(events) => Ok(events
             .into_iter()
             .map(cim_wrpc::event_in)
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)
             .context("the component returned a malformed event")?),
         Err(e) => Err(cim_wrpc::error_in(e)),
     })

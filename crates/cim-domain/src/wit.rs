@@ -1,0 +1,133 @@
+//! Conversions between [`crate`] types and the records WIT bindings generate for
+//! `cim:ecs/types`.
+//!
+//! Every binding generator (wit-bindgen in components, wasmtime's `bindgen!` in the test host,
+//! wit-bindgen-wrpc in providers and the CLI) emits its own copy of the same records, so the
+//! conversions are written once here, as a macro expanded next to each set of bindings.
+
+/// Defines `entity_out`, `entity_in`, `envelope_out`, `envelope_in`, `error_out`, `error_in`,
+/// `event_out`, `event_in`, `new_event_out` and `new_event_in` for the WIT records in scope.
+///
+/// Expects `EcsError`, `VersionConflict`, `EntityRef`, `Envelope`, `Event` and `NewEvent` (the
+/// generated `cim:ecs/types` records) to be in scope. Payloads may be `Vec<u8>` or `bytes::Bytes`.
+#[macro_export]
+macro_rules! wit_conversions {
+    () => {
+        /// Converts a domain entity reference to its WIT record.
+        pub fn entity_out(e: &$crate::EntityRef) -> EntityRef {
+            EntityRef {
+                kind: e.kind.to_string(),
+                id: e.id.to_string(),
+            }
+        }
+
+        /// Validates a WIT entity reference.
+        pub fn entity_in(e: &EntityRef) -> Result<$crate::EntityRef, $crate::EcsError> {
+            $crate::EntityRef::new(&e.kind, &e.id)
+                .map_err(|x| $crate::EcsError::Invalid(x.to_string()))
+        }
+
+        /// Converts a domain envelope to its WIT record.
+        pub fn envelope_out(e: $crate::Envelope) -> Envelope {
+            Envelope {
+                id: e.id,
+                correlation_id: e.correlation_id,
+                causation_id: e.causation_id,
+                occurred_at_ms: e.occurred_at_ms,
+            }
+        }
+
+        /// Converts a WIT envelope to its domain form.
+        pub fn envelope_in(e: Envelope) -> $crate::Envelope {
+            $crate::Envelope {
+                id: e.id,
+                correlation_id: e.correlation_id,
+                causation_id: e.causation_id,
+                occurred_at_ms: e.occurred_at_ms,
+            }
+        }
+
+        /// Converts a domain error to its WIT variant.
+        pub fn error_out(e: $crate::EcsError) -> EcsError {
+            match e {
+                $crate::EcsError::Rejected(m) => EcsError::Rejected(m),
+                $crate::EcsError::Conflict { expected, actual } => {
+                    EcsError::Conflict(VersionConflict { expected, actual })
+                }
+                $crate::EcsError::Invalid(m) => EcsError::Invalid(m),
+                $crate::EcsError::NotFound(m) => EcsError::NotFound(m),
+                $crate::EcsError::Unavailable(m) => EcsError::Unavailable(m),
+            }
+        }
+
+        /// Converts a WIT error to its domain form.
+        pub fn error_in(e: EcsError) -> $crate::EcsError {
+            match e {
+                EcsError::Rejected(m) => $crate::EcsError::Rejected(m),
+                EcsError::Conflict(c) => $crate::EcsError::Conflict {
+                    expected: c.expected,
+                    actual: c.actual,
+                },
+                EcsError::Invalid(m) => $crate::EcsError::Invalid(m),
+                EcsError::NotFound(m) => $crate::EcsError::NotFound(m),
+                EcsError::Unavailable(m) => $crate::EcsError::Unavailable(m),
+            }
+        }
+
+        /// Converts a stored event to its WIT record.
+        pub fn event_out(e: $crate::RecordedEvent) -> Event {
+            Event {
+                cid: e.cid.to_string(),
+                previous: e.previous.map(|c| c.to_string()),
+                entity: entity_out(&e.entity),
+                version: e.version,
+                name: e.name.to_string(),
+                schema_version: e.schema_version,
+                payload: e.payload.into(),
+                meta: envelope_out(e.meta),
+            }
+        }
+
+        /// Validates a WIT event; the error says which field is malformed. (Its CID is checked
+        /// by chain verification, not here.)
+        pub fn event_in(e: Event) -> Result<$crate::RecordedEvent, String> {
+            Ok($crate::RecordedEvent {
+                cid: $crate::parse_cid(&e.cid).map_err(|x| x.to_string())?,
+                previous: e
+                    .previous
+                    .as_deref()
+                    .map($crate::parse_cid)
+                    .transpose()
+                    .map_err(|x| x.to_string())?,
+                entity: $crate::EntityRef::new(&e.entity.kind, &e.entity.id)
+                    .map_err(|x| x.to_string())?,
+                version: e.version,
+                name: $crate::Token::parse("event name", &e.name).map_err(|x| x.to_string())?,
+                schema_version: e.schema_version,
+                payload: Vec::from(e.payload),
+                meta: envelope_in(e.meta),
+            })
+        }
+
+        /// Converts a domain new event to its WIT record.
+        pub fn new_event_out(e: $crate::NewEvent) -> NewEvent {
+            NewEvent {
+                name: e.name.to_string(),
+                schema_version: e.schema_version,
+                payload: e.payload.into(),
+                meta: envelope_out(e.meta),
+            }
+        }
+
+        /// Validates a WIT new event.
+        pub fn new_event_in(e: NewEvent) -> Result<$crate::NewEvent, $crate::EcsError> {
+            Ok($crate::NewEvent {
+                name: $crate::Token::parse("event name", &e.name)
+                    .map_err(|x| $crate::EcsError::Invalid(x.to_string()))?,
+                schema_version: e.schema_version,
+                payload: Vec::from(e.payload),
+                meta: envelope_in(e.meta),
+            })
+        }
+    };
+}
