@@ -27,6 +27,9 @@ use tracing::debug;
 
 use crate::names::{header, EVENTS_STREAM, EVENTS_SUBJECTS, SNAPSHOTS_BUCKET};
 
+/// Most events one append may carry: JetStream's default atomic batch limit.
+pub const MAX_APPEND: usize = 1000;
+
 /// How long to wait for one JetStream acknowledgement or response.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -280,6 +283,12 @@ impl EventStore {
     ) -> Result<Vec<RecordedEvent>, EcsError> {
         if events.is_empty() {
             return Ok(Vec::new());
+        }
+        if events.len() > MAX_APPEND {
+            return Err(EcsError::Invalid(format!(
+                "{} events in one append; at most {MAX_APPEND} are stored atomically",
+                events.len()
+            )));
         }
         let head = self.head(entity).await?;
         let (actual, last_sequence, previous) = match &head {

@@ -139,6 +139,15 @@ async fn oversized_events_are_invalid_and_store_nothing() {
         "{err:?}"
     );
     assert!(s.head(&e).await.unwrap().is_none());
+    let too_many = (0..cim_nats::store::MAX_APPEND + 1)
+        .map(|i| new_event("Created", &format!("{{\"i\":{i}}}")))
+        .collect();
+    let err = s.append(&e, 0, too_many).await.unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Invalid(m) if m.contains("atomically")),
+        "{err:?}"
+    );
+    assert!(s.head(&e).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

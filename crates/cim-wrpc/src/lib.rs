@@ -25,11 +25,9 @@ cim_domain::wit_conversions!();
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_round_trip_through_wit_records() {
-        let entity = cim_domain::EntityRef::new("document", "d1").unwrap();
-        let ev = cim_domain::RecordedEvent::seal(
-            &entity,
+    fn sample() -> cim_domain::RecordedEvent {
+        cim_domain::RecordedEvent::seal(
+            &cim_domain::EntityRef::new("document", "d1").unwrap(),
             1,
             None,
             cim_domain::NewEvent {
@@ -39,7 +37,12 @@ mod tests {
                 meta: cim_domain::Envelope::originating("c1", 3),
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn events_round_trip_through_wit_records() {
+        let ev = sample();
         assert_eq!(event_in(event_out(ev.clone())).unwrap(), ev);
         let new = cim_domain::NewEvent {
             name: ev.name.clone(),
@@ -68,20 +71,7 @@ mod tests {
 
     #[test]
     fn malformed_wit_events_are_invalid() {
-        let mut ev = event_out(
-            cim_domain::RecordedEvent::seal(
-                &cim_domain::EntityRef::new("document", "d1").unwrap(),
-                1,
-                None,
-                cim_domain::NewEvent {
-                    name: cim_domain::Token::parse("event name", "Created").unwrap(),
-                    schema_version: 1,
-                    payload: b"{}".to_vec(),
-                    meta: cim_domain::Envelope::originating("c1", 3),
-                },
-            )
-            .unwrap(),
-        );
+        let mut ev = event_out(sample());
         ev.cid = "nope".into();
         assert!(event_in(ev).unwrap_err().contains("nope"));
     }
