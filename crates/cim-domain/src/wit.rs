@@ -131,3 +131,54 @@ macro_rules! wit_conversions {
         }
     };
 }
+
+/// Defines `ImportedLog`, the guest's `cim:ecs/eventstore` import seen as an
+/// [`EventLog`](crate::EventLog), for components built with wit-bindgen.
+///
+/// Expects the generated `eventstore` import module, the `cim:ecs/types` records and the
+/// functions of [`wit_conversions!`] to be in scope. A malformed event coming back from the
+/// store is reported as the store's failure (`unavailable`), never as the caller's.
+#[macro_export]
+macro_rules! imported_event_log {
+    () => {
+        /// The `eventstore` import as an [`EventLog`](cim_domain::EventLog).
+        pub struct ImportedLog;
+
+        fn stored_event_in(e: Event) -> Result<$crate::RecordedEvent, $crate::EcsError> {
+            event_in(e).map_err(|m| {
+                $crate::EcsError::Unavailable(format!(
+                    "event store returned a malformed event: {m}"
+                ))
+            })
+        }
+
+        impl $crate::EventLog for ImportedLog {
+            fn read(
+                &mut self,
+                entity: &$crate::EntityRef,
+                from: u64,
+                max: u32,
+            ) -> Result<Vec<$crate::RecordedEvent>, $crate::EcsError> {
+                eventstore::read(&entity_out(entity), from, max)
+                    .map_err(error_in)?
+                    .into_iter()
+                    .map(stored_event_in)
+                    .collect()
+            }
+
+            fn append(
+                &mut self,
+                entity: &$crate::EntityRef,
+                expected_version: u64,
+                events: Vec<$crate::NewEvent>,
+            ) -> Result<Vec<$crate::RecordedEvent>, $crate::EcsError> {
+                let events: Vec<NewEvent> = events.into_iter().map(new_event_out).collect();
+                eventstore::append(&entity_out(entity), expected_version, &events)
+                    .map_err(error_in)?
+                    .into_iter()
+                    .map(stored_event_in)
+                    .collect()
+            }
+        }
+    };
+}

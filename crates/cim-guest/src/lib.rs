@@ -30,48 +30,11 @@ pub use bindings::cim::ecs::types::{
     Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
 };
 
-use cim_domain::{Aggregate, CommandRequest, EventLog, RecordedEvent};
+use cim_domain::{Aggregate, CommandRequest};
 
 cim_domain::wit_conversions!();
 
-/// A malformed event from the event store is the store's failure, not the caller's.
-fn stored_event_in(e: Event) -> Result<RecordedEvent, cim_domain::EcsError> {
-    event_in(e).map_err(|m| {
-        cim_domain::EcsError::Unavailable(format!("event store returned a malformed event: {m}"))
-    })
-}
-
-/// The `eventstore` import, seen as a [`EventLog`].
-struct ImportedLog;
-
-impl EventLog for ImportedLog {
-    fn read(
-        &mut self,
-        entity: &cim_domain::EntityRef,
-        from: u64,
-        max: u32,
-    ) -> Result<Vec<RecordedEvent>, cim_domain::EcsError> {
-        eventstore::read(&entity_out(entity), from, max)
-            .map_err(error_in)?
-            .into_iter()
-            .map(stored_event_in)
-            .collect()
-    }
-
-    fn append(
-        &mut self,
-        entity: &cim_domain::EntityRef,
-        expected_version: u64,
-        events: Vec<cim_domain::NewEvent>,
-    ) -> Result<Vec<RecordedEvent>, cim_domain::EcsError> {
-        let events: Vec<NewEvent> = events.into_iter().map(new_event_out).collect();
-        eventstore::append(&entity_out(entity), expected_version, &events)
-            .map_err(error_in)?
-            .into_iter()
-            .map(stored_event_in)
-            .collect()
-    }
-}
+cim_domain::imported_event_log!();
 
 /// Handles a command for aggregate `A` against the imported event store: the whole body of an
 /// entity component's `handle` export. Outcomes are logged through `wasi:logging`.
