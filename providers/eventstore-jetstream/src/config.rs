@@ -2,15 +2,18 @@
 //!
 //! | key | link | meaning |
 //! |---|---|---|
-//! | `subscription` | provider → reactor component (`cim:ecs/reactor`) | subject filter of the events delivered, e.g. `cim.evt.document.*`; default `cim.evt.>` |
+//! | `subscription` | provider → reactor component (`cim:ecs/reactor`) | comma-separated subject filters of the events delivered, e.g. `cim.evt.document.*,cim.evt.package.*`; default `cim.evt.>` |
 //! | `durable` | provider → reactor component | durable consumer name; default `reactor-<component id>-<link name>` |
 //! | `max_deliver` | provider → reactor component | deliveries before an event is given up on (logged); default unlimited |
+//! | `ack_wait_secs` | provider → reactor component | JetStream ack wait; while a reactor call runs the provider reports progress every third of it, so only a dead provider lets it expire; default 30 |
+//! | `call_timeout_secs` | provider → reactor component | how long one `on-event` call may take before it counts as failed and is redelivered; default 120 |
 //!
 //! Entity components linked to the provider (`cim:ecs/eventstore`) need no configuration.
 //! The provider stores events through the lattice's own NATS connection (the credentials the
 //! host hands it), so no secret ever appears in a manifest.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use cim_domain::Subject;
 
@@ -20,22 +23,35 @@ pub const SUBSCRIPTION: &str = "subscription";
 pub const DURABLE: &str = "durable";
 /// Maximum deliveries of one event to a reactor.
 pub const MAX_DELIVER: &str = "max_deliver";
+/// JetStream ack wait of a reactor subscription, in seconds.
+pub const ACK_WAIT_SECS: &str = "ack_wait_secs";
+/// Deadline of one `on-event` call, in seconds.
+pub const CALL_TIMEOUT_SECS: &str = "call_timeout_secs";
+
+/// Default [`ACK_WAIT_SECS`].
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Default [`CALL_TIMEOUT_SECS`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A reactor subscription, read from link config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionConfig {
-    /// Subject filter (within `cim.evt.>`).
-    pub filter: String,
+    /// Subject filters (within `cim.evt.>`), at least one.
+    pub filters: Vec<String>,
     /// Durable consumer name.
     pub durable: String,
     /// Maximum deliveries (-1 = unlimited).
     pub max_deliver: i64,
+    /// JetStream ack wait.
+    pub ack_wait: Duration,
+    /// Deadline of one reactor call.
+    pub call_timeout: Duration,
 }
 
 /// Why a link's configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// The subscription filter is not within `cim.evt.>`.
+    /// A subscription filter is not within `cim.evt.>`.
     #[error(
         "subscription {0:?} must be a subject filter within cim.evt.> (e.g. cim.evt.document.*)"
     )]
@@ -71,23 +87,12 @@ impl SubscriptionConfig {
         target: &str,
         link_name: &str,
     ) -> Result<Self, ConfigError> {
-        let filter = config
+        let filters: Vec<String> = config
             .get(SUBSCRIPTION)
-            .cloned()
-            .unwrap_or_else(Subject::all_events);
-        let tokens: Vec<&str> = filter.split('.').collect();
-        let ok = tokens.len() >= 3
-            && tokens[0] == "cim"
-            && tokens[1] == "evt"
-            && tokens.iter().enumerate().all(|(i, t)| {
-                !t.is_empty()
-                    && (*t == "*"
-                        || (*t == ">" && i == tokens.len() - 1)
-                        || t.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            });
-        if !ok {
-            return Err(ConfigError::Filter(filter));
+            .map(|f| f.split(',').map(|t| t.trim().to_string()).collect())
+            .unwrap_or_else(|| vec![Subject::all_events()]);
+        if let Some(bad) = filters.iter().find(|f| !is_event_filter(f)) {
+            return Err(ConfigError::Filter(bad.clone()));
         }
         let durable = config
             .get(DURABLE)
@@ -95,18 +100,53 @@ impl SubscriptionConfig {
             .unwrap_or_else(|| durable_token(&format!("reactor-{target}-{link_name}")));
         let max_deliver = match config.get(MAX_DELIVER) {
             None => -1,
-            Some(v) => v.parse::<i64>().map_err(|e| ConfigError::Value {
-                key: MAX_DELIVER,
-                value: v.clone(),
-                reason: e.to_string(),
-            })?,
+            Some(v) => parse(MAX_DELIVER, v)?,
+        };
+        let seconds = |key: &'static str, default: Duration| match config.get(key) {
+            None => Ok(default),
+            Some(v) => match parse::<u64>(key, v)? {
+                0 => Err(ConfigError::Value {
+                    key,
+                    value: v.clone(),
+                    reason: "must be at least 1 second".into(),
+                }),
+                n => Ok(Duration::from_secs(n)),
+            },
         };
         Ok(Self {
-            filter,
+            filters,
             durable,
             max_deliver,
+            ack_wait: seconds(ACK_WAIT_SECS, DEFAULT_ACK_WAIT)?,
+            call_timeout: seconds(CALL_TIMEOUT_SECS, DEFAULT_CALL_TIMEOUT)?,
         })
     }
+}
+
+fn parse<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse::<T>().map_err(|e| ConfigError::Value {
+        key,
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Whether `filter` is a subject filter within `cim.evt.>`.
+fn is_event_filter(filter: &str) -> bool {
+    let tokens: Vec<&str> = filter.split('.').collect();
+    tokens.len() >= 3
+        && tokens[0] == "cim"
+        && tokens[1] == "evt"
+        && tokens.iter().enumerate().all(|(i, t)| {
+            !t.is_empty()
+                && (*t == "*"
+                    || (*t == ">" && i == tokens.len() - 1)
+                    || t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        })
 }
 
 #[cfg(test)]
@@ -123,9 +163,11 @@ mod tests {
     #[test]
     fn defaults_subscribe_to_everything_with_a_stable_durable() {
         let c = SubscriptionConfig::from_link(&cfg(&[]), "cim-agent", "default").unwrap();
-        assert_eq!(c.filter, "cim.evt.>");
+        assert_eq!(c.filters, ["cim.evt.>"]);
         assert_eq!(c.durable, "reactor-cim-agent-default");
         assert_eq!(c.max_deliver, -1);
+        assert_eq!(c.ack_wait, DEFAULT_ACK_WAIT);
+        assert_eq!(c.call_timeout, DEFAULT_CALL_TIMEOUT);
     }
 
     #[test]
@@ -136,6 +178,8 @@ mod tests {
             "cim.evt.>.x",
             "cim.evt..x",
             "cim.evt.a b",
+            "cim.evt.document.*,wasmbus.>",
+            "",
         ] {
             let r = SubscriptionConfig::from_link(&cfg(&[(SUBSCRIPTION, bad)]), "t", "l");
             assert!(matches!(r, Err(ConfigError::Filter(_))), "{bad}");
@@ -143,7 +187,30 @@ mod tests {
         let ok =
             SubscriptionConfig::from_link(&cfg(&[(SUBSCRIPTION, "cim.evt.document.*")]), "t", "l")
                 .unwrap();
-        assert_eq!(ok.filter, "cim.evt.document.*");
-        assert!(SubscriptionConfig::from_link(&cfg(&[(MAX_DELIVER, "x")]), "t", "l").is_err());
+        assert_eq!(ok.filters, ["cim.evt.document.*"]);
+        let two = SubscriptionConfig::from_link(
+            &cfg(&[(SUBSCRIPTION, "cim.evt.document.*, cim.evt.package.*")]),
+            "t",
+            "l",
+        )
+        .unwrap();
+        assert_eq!(two.filters, ["cim.evt.document.*", "cim.evt.package.*"]);
+        for (key, bad) in [
+            (MAX_DELIVER, "x"),
+            (ACK_WAIT_SECS, "0"),
+            (ACK_WAIT_SECS, "-1"),
+            (CALL_TIMEOUT_SECS, "soon"),
+        ] {
+            let r = SubscriptionConfig::from_link(&cfg(&[(key, bad)]), "t", "l");
+            assert!(matches!(r, Err(ConfigError::Value { .. })), "{key}={bad}");
+        }
+        let timed = SubscriptionConfig::from_link(
+            &cfg(&[(ACK_WAIT_SECS, "5"), (CALL_TIMEOUT_SECS, "9")]),
+            "t",
+            "l",
+        )
+        .unwrap();
+        assert_eq!(timed.ack_wait, Duration::from_secs(5));
+        assert_eq!(timed.call_timeout, Duration::from_secs(9));
     }
 }

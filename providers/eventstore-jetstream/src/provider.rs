@@ -41,8 +41,11 @@ impl Provider for EventStoreProvider {
         let cfg = SubscriptionConfig::from_link(link.config, link.target_id, link.link_name)?;
         let store = self.store().await?.clone();
         let key = (link.target_id.to_string(), link.link_name.to_string());
-        info!(target = %key.0, link = %key.1, filter = %cfg.filter, durable = %cfg.durable, "subscribing reactor");
-        let task = tokio::spawn(subscription::deliver(store, key.0.clone(), cfg));
+        info!(target = %key.0, link = %key.1, filters = ?cfg.filters, durable = %cfg.durable, "subscribing reactor");
+        let wrpc = get_connection()
+            .get_wrpc_client_custom(link.target_id, Some(cfg.call_timeout))
+            .await?;
+        let task = tokio::spawn(subscription::deliver(store, key.0.clone(), cfg, wrpc));
         if let Some(old) = self.subscriptions.lock().await.insert(key, task) {
             old.abort();
         }

@@ -1,59 +1,80 @@
 //! Delivery of events to reactor components: a durable pull consumer per link, one event in
 //! flight at a time (stream order), acknowledged only after the reactor returns `ok`.
 //!
-//! An `on-event` error or a failed call is negatively acknowledged with a back-off, so the
-//! event comes again; the consumer is durable, so nothing is lost across provider restarts.
+//! - `ok`: the event is acknowledged (double ack, so a lost ack cannot cause a redelivery the
+//!   provider does not know about).
+//! - `invalid`: the reactor says the event can never be processed; it is terminated (logged at
+//!   error level, not redelivered) so it cannot block the events behind it forever.
+//! - any other error, a failed call or a call past its deadline: negatively acknowledged with a
+//!   back-off, so the event comes again.
+//! - while a call runs, the provider reports progress to JetStream every third of the ack wait;
+//!   the ack wait therefore only expires when the provider itself died, and the durable
+//!   consumer hands the event to the next provider instance. Nothing is lost across restarts.
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::AckKind;
+use async_nats::jetstream::{AckKind, Message};
+use async_nats::HeaderMap;
 use cim_nats::store::decode;
 use cim_nats::EventStore;
+use cim_wrpc::bindings::cim::ecs::{reactor, types::EcsError};
 use futures::StreamExt;
 use tracing::{debug, error, warn};
-use wasmcloud_provider_sdk::get_connection;
+use wrpc_transport::Invoke;
 
 use crate::config::SubscriptionConfig;
 
-/// How long a delivered event may stay unacknowledged before JetStream redelivers it.
-const ACK_WAIT: Duration = Duration::from_secs(60);
-/// Back-off before a failed event is redelivered.
-const RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Back-off before a failed event is redelivered, and before a broken consumer is recreated.
+pub const RETRY_DELAY: Duration = Duration::from_secs(2);
 
-/// Delivers events to `target` until the task is aborted, recreating the consumer on errors.
-pub async fn deliver(store: EventStore, target: String, cfg: SubscriptionConfig) {
+/// Delivers events to `target` through `wrpc` until the task is aborted, recreating the
+/// consumer after errors.
+pub async fn deliver<C>(store: EventStore, target: String, cfg: SubscriptionConfig, wrpc: C)
+where
+    C: Invoke<Context = Option<HeaderMap>>,
+{
     loop {
-        if let Err(e) = deliver_once(&store, &target, &cfg).await {
+        if let Err(e) = deliver_once(&store, &target, &cfg, &wrpc).await {
             warn!(%target, durable = %cfg.durable, error = %e, "subscription interrupted; resuming");
         }
         tokio::time::sleep(RETRY_DELAY).await;
     }
 }
 
-async fn deliver_once(
+/// The consumer configuration of a subscription.
+pub fn consumer_config(target: &str, cfg: &SubscriptionConfig) -> pull::Config {
+    let (filter_subject, filter_subjects) = match cfg.filters.as_slice() {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    };
+    pull::Config {
+        durable_name: Some(cfg.durable.clone()),
+        filter_subject,
+        filter_subjects,
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: cfg.ack_wait,
+        max_ack_pending: 1,
+        max_deliver: cfg.max_deliver,
+        description: Some(format!("CIM reactor subscription for {target}")),
+        ..Default::default()
+    }
+}
+
+async fn deliver_once<C>(
     store: &EventStore,
     target: &str,
     cfg: &SubscriptionConfig,
-) -> anyhow::Result<()> {
+    wrpc: &C,
+) -> anyhow::Result<()>
+where
+    C: Invoke<Context = Option<HeaderMap>>,
+{
     let consumer = store
         .stream()
-        .get_or_create_consumer(
-            &cfg.durable,
-            pull::Config {
-                durable_name: Some(cfg.durable.clone()),
-                filter_subject: cfg.filter.clone(),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
-                max_ack_pending: 1,
-                max_deliver: cfg.max_deliver,
-                description: Some(format!("CIM reactor subscription for {target}")),
-                ..Default::default()
-            },
-        )
+        .get_or_create_consumer(&cfg.durable, consumer_config(target, cfg))
         .await?;
-    let wrpc = get_connection().get_wrpc_client(target).await?;
     let mut messages = consumer.messages().await?;
     while let Some(msg) = messages.next().await {
         let msg = msg?;
@@ -63,37 +84,59 @@ async fn deliver_once(
             Err(e) => {
                 // Not an event this store wrote; redelivering cannot help.
                 error!(subject = %msg.subject, error = %e, "terminating undecodable message");
-                msg.ack_with(AckKind::Term)
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                ack(&msg, AckKind::Term).await?;
                 continue;
             }
         };
         let cid = event.cid;
-        let outcome = cim_wrpc::bindings::cim::ecs::reactor::on_event(
-            &wrpc,
-            None,
-            &cim_wrpc::event_out(event),
-        )
-        .await;
-        match outcome {
-            Ok(Ok(())) => {
+        let wit_event = cim_wrpc::event_out(event);
+        let call = reactor::on_event(wrpc, None, &wit_event);
+        match with_progress(&msg, cfg, call).await? {
+            Some(Ok(Ok(()))) => {
                 debug!(%target, %cid, "delivered");
                 msg.double_ack().await.map_err(anyhow::Error::msg)?;
             }
-            Ok(Err(e)) => {
-                warn!(%target, %cid, error = ?e, "reactor refused the event; redelivering later");
-                msg.ack_with(AckKind::Nak(Some(RETRY_DELAY)))
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+            Some(Ok(Err(EcsError::Invalid(reason)))) => {
+                error!(%target, %cid, %reason, "reactor can never process the event; giving up on it");
+                ack(&msg, AckKind::Term).await?;
             }
-            Err(e) => {
+            Some(Ok(Err(e))) => {
+                warn!(%target, %cid, error = ?e, "reactor refused the event; redelivering later");
+                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
+            }
+            Some(Err(e)) => {
                 warn!(%target, %cid, error = %e, "reactor unreachable; redelivering later");
-                msg.ack_with(AckKind::Nak(Some(RETRY_DELAY)))
-                    .await
-                    .map_err(anyhow::Error::msg)?;
+                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
+            }
+            None => {
+                warn!(%target, %cid, timeout = ?cfg.call_timeout, "reactor call timed out; redelivering later");
+                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
             }
         }
     }
     Ok(())
+}
+
+/// Awaits `call` up to the call timeout, telling JetStream the message is in progress every
+/// third of the ack wait. `None` means the deadline passed.
+async fn with_progress<T>(
+    msg: &Message,
+    cfg: &SubscriptionConfig,
+    call: impl std::future::Future<Output = T>,
+) -> anyhow::Result<Option<T>> {
+    let deadline = tokio::time::sleep(cfg.call_timeout);
+    let mut progress = tokio::time::interval((cfg.ack_wait / 3).max(Duration::from_millis(100)));
+    progress.tick().await;
+    tokio::pin!(call, deadline);
+    loop {
+        tokio::select! {
+            out = &mut call => return Ok(Some(out)),
+            () = &mut deadline => return Ok(None),
+            _ = progress.tick() => ack(msg, AckKind::Progress).await?,
+        }
+    }
+}
+
+async fn ack(msg: &Message, kind: AckKind) -> anyhow::Result<()> {
+    msg.ack_with(kind).await.map_err(anyhow::Error::msg)
 }
