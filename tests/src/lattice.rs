@@ -61,6 +61,18 @@ impl TestLattice {
         self.cli.connect().await
     }
 
+    /// The `cim` executable, pointed at this lattice (`--state-dir`, `--lattice`), killed when
+    /// dropped.
+    pub fn cim_command(&self) -> anyhow::Result<tokio::process::Command> {
+        let mut cmd = tokio::process::Command::new(cim::sibling("cim", "CIM_BIN")?);
+        cmd.arg("--state-dir")
+            .arg(self.cli.state_dir())
+            .arg("--lattice")
+            .arg(self.cli.lattice())
+            .kill_on_drop(true);
+        Ok(cmd)
+    }
+
     /// Pids of running processes whose command line mentions `needle` (e.g. a provider the
     /// host started from its archive).
     pub fn pids_of(needle: &str) -> Vec<i32> {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use cim::{call, command_for, read_events};
 use cim_domain::{EcsError, EntityRef};
+use cim_model::audit::EventAudited;
 use cim_tests::lattice::TestLattice;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
 
@@ -37,6 +39,15 @@ async fn stored(nats: &async_nats::Client, kind: &str, id: &str) -> Vec<cim_doma
     read_events(nats.clone(), &EntityRef::new(kind, id).unwrap())
         .await
         .expect("events read and chain verified")
+}
+
+/// The next line a child printed, within 30 s.
+async fn next_line(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    tokio::time::timeout(Duration::from_secs(30), out.next_line())
+        .await
+        .expect("cim events --follow printed nothing for 30 s")
+        .unwrap()
+        .expect("cim events --follow exited")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -158,6 +169,65 @@ async fn the_cim_runs_on_a_real_lattice() {
     }
     assert!(stored(&nats, "document", "doc-3").await.is_empty());
     assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
+
+    // --- `cim events --follow` prints the stream so far, then each new event, chain-checked.
+    eprintln!("e2e: cim events --follow");
+    send(
+        &nats,
+        &l,
+        "document",
+        "followed",
+        "Create",
+        &create_doc(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut follower = lattice
+        .cim_command()
+        .unwrap()
+        .args(["events", "document/followed", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cim events --follow starts");
+    let mut out = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let mut before = Vec::new();
+    loop {
+        let line = next_line(&mut out).await;
+        if line.starts_with("following ") {
+            break;
+        }
+        before.push(line);
+    }
+    assert!(
+        before[0].starts_with("v1 ") && before[0].contains("DocumentCreated"),
+        "{before:?}"
+    );
+    assert_eq!(before[1], "chain verified: 1 event(s) of document/followed");
+    for tag in ["seen-live-1", "seen-live-2"] {
+        send(
+            &nats,
+            &l,
+            "document",
+            "followed",
+            "Tag",
+            &format!(r#"{{"tag":"{tag}"}}"#),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    let followed = stored(&nats, "document", "followed").await;
+    for ev in &followed[1..] {
+        let line = next_line(&mut out).await;
+        assert!(
+            line.starts_with(&format!("v{} ", ev.version)) && line.contains(&ev.cid.to_string()),
+            "expected v{} {} live, got {line:?}",
+            ev.version,
+            ev.cid
+        );
+    }
+    follower.kill().await.unwrap();
 
     // --- 8 concurrent writers on one entity lose and duplicate nothing.
     eprintln!("e2e: 8 concurrent writers on one entity lose and duplicate nothing");
@@ -295,5 +365,56 @@ async fn the_cim_runs_on_a_real_lattice() {
         acked.len(),
         load.len(),
         t1.elapsed().as_secs_f64()
+    );
+
+    // --- The audit projection (a reactor component fed by the provider's durable consumer)
+    // mirrored every event exactly once, in order, across the provider kill.
+    eprintln!("e2e: The audit projection mirrored every event exactly once, across the kill");
+    let t2 = Instant::now();
+    for (kind, id) in [
+        ("document", "doc-1"),
+        ("document", "doc-2"),
+        ("document", "followed"),
+        ("document", "hot"),
+        ("document", "load"),
+        ("package", "hello"),
+    ] {
+        let source = stored(&nats, kind, id).await;
+        let audit_kind = format!("audit-{kind}");
+        let trail = loop {
+            let trail = stored(&nats, &audit_kind, id).await;
+            if trail.len() >= source.len() {
+                break trail;
+            }
+            assert!(
+                t2.elapsed() < Duration::from_secs(180),
+                "{audit_kind}/{id} has {} of {} events; host log:\n{}",
+                trail.len(),
+                source.len(),
+                lattice.log_tail("host", 40)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(
+            trail.len(),
+            source.len(),
+            "{kind}/{id}: nothing audited twice"
+        );
+        for (a, s) in trail.iter().zip(&source) {
+            let record: EventAudited = serde_json::from_slice(&a.payload).unwrap();
+            assert_eq!(record.cid, s.cid.to_string(), "{kind}/{id} v{}", s.version);
+            assert_eq!(record.version, s.version);
+            assert_eq!(a.meta.causation_id, Some(s.cid.to_string()));
+        }
+        assert!(
+            stored(&nats, &format!("audit-{audit_kind}"), id)
+                .await
+                .is_empty(),
+            "audit trails are not audited"
+        );
+    }
+    eprintln!(
+        "audit: every trail complete {:.1}s after the load stopped",
+        t2.elapsed().as_secs_f64()
     );
 }

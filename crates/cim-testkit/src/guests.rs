@@ -6,12 +6,35 @@ use std::sync::OnceLock;
 
 use crate::TestkitError;
 
-/// The workspace root (the directory holding the top-level `Cargo.toml`).
+/// The workspace root (the directory holding the top-level `Cargo.toml` and `wit/`).
+///
+/// Found at run time: `$CIM_WORKSPACE` if set, else the nearest ancestor of the running
+/// crate's `$CARGO_MANIFEST_DIR` (set by `cargo test`/`cargo run`) or of the current directory
+/// that is the CIM workspace. The compile-time path is only the last resort: a shared cargo
+/// target dir reuses builds made from other clones, whose baked-in paths may be gone.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
+    if let Some(dir) = std::env::var_os("CIM_WORKSPACE") {
+        return PathBuf::from(dir);
+    }
+    let is_root = |d: &Path| {
+        d.join("wit").is_dir()
+            && std::fs::read_to_string(d.join("Cargo.toml"))
+                .is_ok_and(|t| t.contains("[workspace]"))
+    };
+    let starts = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        std::env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    starts
+        .into_iter()
+        .flatten()
+        .find_map(|start| {
+            start
+                .ancestors()
+                .find(|d| is_root(d))
+                .map(Path::to_path_buf)
+        })
         .unwrap_or_else(|| PathBuf::from("."))
 }
 

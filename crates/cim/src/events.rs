@@ -50,18 +50,21 @@ fn print(e: &RecordedEvent) {
 pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Result<()> {
     let entity = parse_entity(entity)?;
     let nats = ctx.connect().await?;
-    let events = read_events(nats.clone(), &entity).await?;
+    let store = EventStore::open(nats.clone()).await?;
+    // The stream position is taken before reading, so an event appended meanwhile is seen
+    // by the follower (possibly twice: versions already printed are skipped).
+    let start = store.head(&entity).await?.map_or(1, |h| h.sequence + 1);
+    let events = read_events(nats, &entity).await?;
     events.iter().for_each(print);
     println!("chain verified: {} event(s) of {entity}", events.len());
     if !follow {
         return Ok(());
     }
-    let store = EventStore::open(nats).await?;
+    let mut printed = events.last().map_or(0, |last| last.version);
     let mut verifier = match events.last() {
         Some(last) => ChainVerifier::after(entity.clone(), last.version, last.cid),
         None => ChainVerifier::new(),
     };
-    let start = store.head(&entity).await?.map_or(1, |h| h.sequence + 1);
     let subject = Subject::event(&entity).to_string();
     let consumer = store
         .stream()
@@ -89,7 +92,11 @@ pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Resu
             &msg.headers.clone().unwrap_or_default(),
             &msg.payload,
         )?;
+        if ev.version <= printed {
+            continue;
+        }
         verifier.push(&ev).context("chain verification failed")?;
         print(&ev);
+        printed = ev.version;
     }
 }

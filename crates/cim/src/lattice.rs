@@ -110,7 +110,8 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
     })
 }
 
-fn sibling(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+/// A binary installed next to `cim` (or the path in environment variable `env`).
+pub fn sibling(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }

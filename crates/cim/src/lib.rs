@@ -16,7 +16,7 @@ mod wadm;
 
 pub use call::{call, call_and_print, command_for};
 pub use events::{print_events, read_events};
-pub use lattice::{down, up, Lattice, UpOptions};
+pub use lattice::{down, sibling, up, Lattice, UpOptions};
 pub use status::status;
 
 use std::path::{Path, PathBuf};

@@ -27,12 +27,15 @@ use bindings::cim::ecs::types::{EcsError, Event};
 
 const PREFIX: &str = "test-lattice.test-reactor";
 
+/// One reactor call: entity id, event version, outcome (`ok`, `error`, `invalid`, `started`).
+type Call = (String, u64, &'static str);
+
 /// What the reactor saw: every call, in order, with its outcome.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, u64, &'static str)>>>);
+struct Seen(Arc<Mutex<Vec<Call>>>);
 
 impl Seen {
-    fn calls(&self) -> Vec<(String, u64, &'static str)> {
+    fn calls(&self) -> Vec<Call> {
         self.0.lock().unwrap().clone()
     }
     /// Completed calls for one event.
