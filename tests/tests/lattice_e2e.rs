@@ -170,6 +170,39 @@ async fn the_cim_runs_on_a_real_lattice() {
     assert!(stored(&nats, "document", "doc-3").await.is_empty());
     assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
 
+    // --- Garbage on the provider's wRPC subjects stalls nothing: parameters are decoded per
+    // invocation under a deadline, so well-formed appends behind them are answered.
+    eprintln!("e2e: Garbage on the provider's wRPC subjects stalls nothing");
+    let append_subject = format!("{l}.cim-eventstore.wrpc.0.0.1.cim:ecs/eventstore@0.1.0.append");
+    let inbox = nats.new_inbox();
+    let _replies = nats.subscribe(inbox.clone()).await.unwrap();
+    for garbage in [&b""[..], &[0x05, b'd', b'o'][..], &[0xff; 64][..]] {
+        nats.publish(append_subject.clone(), garbage.to_vec().into())
+            .await
+            .unwrap();
+        nats.publish_with_reply(
+            append_subject.clone(),
+            inbox.clone(),
+            garbage.to_vec().into(),
+        )
+        .await
+        .unwrap();
+    }
+    nats.flush().await.unwrap();
+    for i in 0..3 {
+        send(
+            &nats,
+            &l,
+            "document",
+            &format!("after-garbage-{i}"),
+            "Create",
+            &create_doc(),
+            None,
+        )
+        .await
+        .expect("appends behind garbage are answered");
+    }
+
     // --- `cim events --follow` prints the stream so far, then each new event, chain-checked.
     eprintln!("e2e: cim events --follow");
     send(

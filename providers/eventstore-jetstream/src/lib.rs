@@ -22,6 +22,7 @@ mod bindings {
 pub mod config;
 mod eventstore;
 mod provider;
+pub mod serve;
 pub mod subscription;
 
 pub use provider::EventStoreProvider;
@@ -30,7 +31,8 @@ use anyhow::Context as _;
 use wasmcloud_provider_sdk::{get_connection, run_provider, serve_provider_exports};
 
 /// Runs the provider: reads the host data from stdin, joins the lattice, serves
-/// `cim:ecs/eventstore` until the host asks it to stop.
+/// `cim:ecs/eventstore` ([`serve`]: parameters decoded per invocation, under a deadline) until
+/// the host asks it to stop.
 pub async fn run() -> anyhow::Result<()> {
     let provider = EventStoreProvider::default();
     let shutdown = run_provider(provider.clone(), "eventstore-jetstream")
@@ -45,7 +47,7 @@ pub async fn run() -> anyhow::Result<()> {
         .get_wrpc_client(connection.provider_key())
         .await
         .context("failed to create the wRPC client")?;
-    serve_provider_exports(&wrpc, provider, shutdown, bindings::serve)
+    serve_provider_exports(&wrpc, provider, shutdown, serve::exports)
         .await
         .context("provider exports stopped with an error")
 }
