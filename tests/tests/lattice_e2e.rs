@@ -170,13 +170,22 @@ async fn the_cim_runs_on_a_real_lattice() {
     assert!(stored(&nats, "document", "doc-3").await.is_empty());
     assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
 
-    // --- Garbage on the provider's wRPC subjects stalls nothing: parameters are decoded per
+    // --- Garbage on the provider's and the entities' wRPC subjects stalls nothing: parameters are decoded per
     // invocation under a deadline, so well-formed appends behind them are answered.
     eprintln!("e2e: Garbage on the provider's wRPC subjects stalls nothing");
     let append_subject = format!("{l}.cim-eventstore.wrpc.0.0.1.cim:ecs/eventstore@0.1.0.append");
     let inbox = nats.new_inbox();
     let _replies = nats.subscribe(inbox.clone()).await.unwrap();
+    // The host serves components the same way: garbage to an entity must not stall it either.
+    let handle_subject = format!("{l}.cim-document.wrpc.0.0.1.cim:ecs/entity@0.1.0.handle");
     for garbage in [&b""[..], &[0x05, b'd', b'o'][..], &[0xff; 64][..]] {
+        nats.publish_with_reply(
+            handle_subject.clone(),
+            inbox.clone(),
+            garbage.to_vec().into(),
+        )
+        .await
+        .unwrap();
         nats.publish(append_subject.clone(), garbage.to_vec().into())
             .await
             .unwrap();
