@@ -78,6 +78,10 @@ mod serde_bytes_base64 {
     }
 }
 
+/// Reads from versions up to this one start at the beginning of the stream; later ones locate
+/// their first event with a binary search ([`EventStore::read`]).
+const SCAN_FROM_START: u64 = 32;
+
 /// Encodes an event as message headers and body.
 pub fn encode(ev: &RecordedEvent) -> (HeaderMap, Bytes) {
     let mut h = HeaderMap::new();
@@ -484,11 +488,12 @@ impl EventStore {
             return Ok(Vec::new());
         }
         let subject = Subject::event(entity).to_string();
+        let start_sequence = self.start_sequence(&subject, head.sequence, from).await?;
         let consumer = self
             .stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: subject.clone(),
-                deliver_policy: consumer::DeliverPolicy::All,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
                 ..Default::default()
             })
             .await
@@ -526,6 +531,49 @@ impl EventStore {
             }
         }
         Ok(out)
+    }
+
+    /// A stream sequence from which the first message on `subject` is the event at version
+    /// `from` (which must exist: `from` ≤ the head's version, and the head is at `head_seq`).
+    ///
+    /// Versions grow along a subject's messages, so this is a binary search over stream
+    /// sequences with direct gets ("first message on the subject at or after sequence s"):
+    /// about log2(stream length) lookups instead of decoding every earlier event of the entity.
+    async fn start_sequence(
+        &self,
+        subject: &str,
+        head_seq: u64,
+        from: u64,
+    ) -> Result<u64, EcsError> {
+        if from <= SCAN_FROM_START {
+            return Ok(1);
+        }
+        let (mut lo, mut hi) = (1, head_seq);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let msg = self
+                .stream
+                .direct_get_next_for_subject(subject, Some(mid))
+                .await
+                .map_err(|e| unavailable("locating the first event to read", e))?;
+            let header = |name: async_nats::header::HeaderName| -> Result<u64, EcsError> {
+                msg.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name.clone()))
+                    .and_then(|v| v.as_str().trim().parse().ok())
+                    .ok_or_else(|| {
+                        EcsError::Unavailable(format!(
+                            "malformed event message on {subject}: no {name}"
+                        ))
+                    })
+            };
+            if header(async_nats::header::HeaderName::from_static(header::VERSION))? >= from {
+                hi = mid;
+            } else {
+                lo = header(async_nats::header::NATS_SEQUENCE)? + 1;
+            }
+        }
+        Ok(lo)
     }
 
     /// The latest snapshot of an entity.
