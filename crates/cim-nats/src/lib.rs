@@ -5,11 +5,14 @@
 //!   the only mode the wasmCloud host and its providers support).
 //! - [`names`]: stream, bucket and header names.
 //! - [`store`]: the JetStream event store: per-entity CID chains with optimistic concurrency.
+//! - [`objects`]: the content-addressed object store (NATS Object Store, names are CIDs).
 
 pub mod auth;
 pub mod config;
 pub mod names;
+pub mod objects;
 pub mod store;
 
 pub use config::{NatsConfig, NatsError};
+pub use objects::ObjectStore;
 pub use store::EventStore;

@@ -7,6 +7,9 @@ pub const EVENTS_SUBJECTS: &str = "cim.evt.>";
 /// The key-value bucket holding entity snapshots, keyed `<kind>.<id>`.
 pub const SNAPSHOTS_BUCKET: &str = "CIM_SNAPSHOTS";
 
+/// The object store bucket holding content-addressed objects (named by CID).
+pub const OBJECTS_BUCKET: &str = "CIM_OBJECTS";
+
 /// Event headers. The message body is the event's JSON payload, verbatim; everything else
 /// about the event travels in these headers (the entity is the subject).
 pub mod header {
@@ -28,4 +31,7 @@ pub mod header {
     pub const CAUSATION_ID: &str = "Cim-Causation-Id";
     /// When the causing command was issued (ms since the Unix epoch).
     pub const OCCURRED_AT: &str = "Cim-Occurred-At";
+    /// Present when the payload was offloaded to the object store: the payload's object CID.
+    /// The message body is then empty; the event's own CID still covers the full payload.
+    pub const PAYLOAD_CID: &str = "Cim-Payload-Cid";
 }

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::names::{header, EVENTS_STREAM, EVENTS_SUBJECTS, SNAPSHOTS_BUCKET};
+use crate::objects::ObjectStore;
 
 /// Most events one append may carry: JetStream's default atomic batch limit.
 pub const MAX_APPEND: usize = 1000;
@@ -77,6 +78,9 @@ mod serde_bytes_base64 {
         })
     }
 }
+
+/// Payloads larger than this many bytes are offloaded to the object store by default.
+pub const DEFAULT_OFFLOAD_ABOVE: usize = 64 * 1024;
 
 /// Reads from versions up to this one start at the beginning of the stream; later ones locate
 /// their first event with a binary search ([`EventStore::read`]).
@@ -222,7 +226,8 @@ async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), EcsErro
 pub struct Head {
     /// Stream sequence of the entity's last message.
     pub sequence: u64,
-    /// The last event.
+    /// The last event. Its payload is empty when it was offloaded to the object store (a head
+    /// is for positions and CIDs; read the event to get its payload).
     pub event: RecordedEvent,
 }
 
@@ -233,9 +238,59 @@ pub struct EventStore {
     js: jetstream::Context,
     stream: stream::Stream,
     snapshots: kv::Store,
+    objects: ObjectStore,
+    offload_above: usize,
 }
 
 impl EventStore {
+    /// Offloads payloads larger than `bytes` to the object store (default
+    /// [`DEFAULT_OFFLOAD_ABOVE`]); the stored message then carries the payload's CID.
+    pub fn with_offload_above(mut self, bytes: usize) -> Self {
+        self.offload_above = bytes;
+        self
+    }
+
+    /// The object store large payloads are offloaded to.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.objects
+    }
+
+    /// Encodes an event for storage, offloading a large payload to the object store first
+    /// (content-addressed, so a retried append stores it once).
+    async fn encode_stored(&self, ev: &RecordedEvent) -> Result<(HeaderMap, Bytes), EcsError> {
+        let (mut headers, body) = encode(ev);
+        if body.len() <= self.offload_above {
+            return Ok((headers, body));
+        }
+        let cid = self.objects.put(&body, "application/json").await?;
+        headers.insert(header::PAYLOAD_CID, cid.to_string().as_str());
+        Ok((headers, Bytes::new()))
+    }
+
+    /// Decodes a stored message into an event, fetching an offloaded payload from the object
+    /// store (verified against its CID there; the event CID is verified by the reader's chain
+    /// check as for any event).
+    pub async fn decode_stored(
+        &self,
+        subject: &str,
+        headers: &HeaderMap,
+        payload: &[u8],
+    ) -> Result<RecordedEvent, EcsError> {
+        let mut ev = decode(subject, headers, payload)?;
+        if let Some(cid) = headers.get(header::PAYLOAD_CID) {
+            let cid = Cid::try_from(cid.as_str()).map_err(|e| {
+                EcsError::Unavailable(format!("malformed event message on {subject}: {e}"))
+            })?;
+            ev.payload = self.objects.get(&cid).await.map_err(|e| {
+                EcsError::Unavailable(format!(
+                    "payload {cid} of {} v{}: {e}",
+                    ev.entity, ev.version
+                ))
+            })?;
+        }
+        Ok(ev)
+    }
+
     /// Opens the store, creating the events stream and snapshot bucket if they do not exist.
     pub async fn open(client: async_nats::Client) -> Result<Self, EcsError> {
         let js = jetstream::new(client.clone());
@@ -258,6 +313,8 @@ impl EventStore {
                 .map_err(|e| unavailable("creating the snapshot bucket", e))?,
         };
         Ok(Self {
+            objects: ObjectStore::open(client.clone()).await?,
+            offload_above: DEFAULT_OFFLOAD_ABOVE,
             client,
             js,
             stream,
@@ -306,21 +363,26 @@ impl EventStore {
         }
         let sealed = seal_all(entity, expected_version, previous, events.clone())?;
         let max_payload = self.client.server_info().max_payload;
+        let mut messages = Vec::with_capacity(sealed.len());
         for ev in &sealed {
-            let (headers, body) = encode(ev);
+            let (headers, body) = self.encode_stored(ev).await?;
             let size = message_size(&headers, &body);
             if size > max_payload {
                 return Err(EcsError::Invalid(format!(
-                    "event {} is {size} bytes; the server accepts at most {max_payload} (store large content in the object store and reference its CID)",
+                    "event {} is {size} bytes; the server accepts at most {max_payload}",
                     ev.name
                 )));
             }
+            messages.push((headers, body));
         }
         let subject = Subject::event(entity).to_string();
         let outcome = if sealed.len() == 1 {
-            self.publish_one(&subject, &sealed[0], last_sequence).await
+            let (headers, body) = messages.remove(0);
+            self.publish_one(&subject, &sealed[0], headers, body, last_sequence)
+                .await
         } else {
-            self.publish_batch(&subject, &sealed, last_sequence).await
+            self.publish_batch(&subject, &sealed, messages, last_sequence)
+                .await
         };
         match outcome {
             Ok(()) => Ok(sealed),
@@ -341,9 +403,10 @@ impl EventStore {
         &self,
         subject: &str,
         ev: &RecordedEvent,
+        mut headers: HeaderMap,
+        body: Bytes,
         last_sequence: u64,
     ) -> Result<(), Published> {
-        let (mut headers, body) = encode(ev);
         headers.insert("Nats-Msg-Id", ev.cid.to_string().as_str());
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
@@ -382,12 +445,12 @@ impl EventStore {
         &self,
         subject: &str,
         sealed: &[RecordedEvent],
+        messages: Vec<(HeaderMap, Bytes)>,
         last_sequence: u64,
     ) -> Result<(), Published> {
         let batch_id = sealed[0].cid.to_string();
-        let n = sealed.len();
-        for (i, ev) in sealed.iter().enumerate() {
-            let (mut headers, body) = encode(ev);
+        let n = messages.len();
+        for (i, (mut headers, body)) in messages.into_iter().enumerate() {
             headers.insert("Nats-Batch-Id", batch_id.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
             if i == 0 {
@@ -519,7 +582,7 @@ impl EventStore {
                 .map_err(|e| unavailable("reading event metadata", e))?
                 .stream_sequence;
             let headers = msg.headers.clone().unwrap_or_default();
-            let ev = decode(&subject, &headers, &msg.payload)?;
+            let ev = self.decode_stored(&subject, &headers, &msg.payload).await?;
             if ev.version >= from {
                 verifier.push(&ev).map_err(|e| {
                     EcsError::Unavailable(format!("event chain of {entity} is corrupt: {e}"))

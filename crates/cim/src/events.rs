@@ -4,7 +4,6 @@ use anyhow::{bail, Context as _};
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use cim_domain::chain::ChainVerifier;
 use cim_domain::{EntityRef, RecordedEvent, Subject};
-use cim_nats::store::decode;
 use cim_nats::EventStore;
 use futures::StreamExt;
 
@@ -87,11 +86,13 @@ pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Resu
             bail!("the event stream closed")
         };
         let msg = msg?;
-        let ev = decode(
-            &subject,
-            &msg.headers.clone().unwrap_or_default(),
-            &msg.payload,
-        )?;
+        let ev = store
+            .decode_stored(
+                &subject,
+                &msg.headers.clone().unwrap_or_default(),
+                &msg.payload,
+            )
+            .await?;
         if ev.version <= printed {
             continue;
         }

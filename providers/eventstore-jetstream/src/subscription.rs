@@ -16,7 +16,6 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
 use async_nats::HeaderMap;
-use cim_nats::store::decode;
 use cim_nats::EventStore;
 use cim_wrpc::bindings::cim::ecs::{reactor, types::EcsError};
 use futures::StreamExt;
@@ -79,12 +78,21 @@ where
     while let Some(msg) = messages.next().await {
         let msg = msg?;
         let headers = msg.headers.clone().unwrap_or_default();
-        let event = match decode(msg.subject.as_str(), &headers, &msg.payload) {
+        let event = match store
+            .decode_stored(msg.subject.as_str(), &headers, &msg.payload)
+            .await
+        {
             Ok(ev) => ev,
-            Err(e) => {
+            Err(e) if is_undecodable(&e) => {
                 // Not an event this store wrote; redelivering cannot help.
                 error!(subject = %msg.subject, error = %e, "terminating undecodable message");
                 ack(&msg, AckKind::Term).await?;
+                continue;
+            }
+            Err(e) => {
+                // The offloaded payload could not be fetched now: try again later.
+                warn!(subject = %msg.subject, error = %e, "event not readable yet; redelivering later");
+                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
                 continue;
             }
         };
@@ -135,6 +143,12 @@ async fn with_progress<T>(
             _ = progress.tick() => ack(msg, AckKind::Progress).await?,
         }
     }
+}
+
+/// Whether a decoding failure is about the message itself (never going to work) rather than
+/// an offloaded payload that could not be fetched right now.
+fn is_undecodable(e: &cim_domain::EcsError) -> bool {
+    matches!(e, cim_domain::EcsError::Unavailable(m) if m.starts_with("malformed event message"))
 }
 
 async fn ack(msg: &Message, kind: AckKind) -> anyhow::Result<()> {

@@ -1,0 +1,101 @@
+//! The CID object store and payload offloading against a real nats-server.
+
+use cim_domain::{object_cid, verify_chain, EcsError, EntityRef, Envelope, NewEvent, Token};
+use cim_nats::names::header;
+use cim_nats::{EventStore, NatsConfig, ObjectStore};
+use cim_testkit::NatsServer;
+
+async fn client(nats: &NatsServer) -> async_nats::Client {
+    NatsConfig::new(nats.url(), None)
+        .connect("objects-test")
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn objects_are_named_by_their_cid_stored_once_and_verified_on_read() {
+    let nats = NatsServer::start().unwrap();
+    let objects = ObjectStore::open(client(&nats).await).await.unwrap();
+    let data = vec![7u8; 300 * 1024];
+    let cid = objects.put(&data, "application/octet-stream").await.unwrap();
+    assert_eq!(cid, object_cid(&data));
+    assert_eq!(objects.get(&cid).await.unwrap(), data);
+    let stat = objects.stat(&cid).await.unwrap();
+    assert_eq!(stat.size, data.len() as u64);
+    assert_eq!(stat.media_type, "application/octet-stream");
+
+    // Storing the same bytes again stores nothing new.
+    let before = objects.bucket().info(cid.to_string()).await.unwrap().nuid;
+    assert_eq!(objects.put(&data, "text/plain").await.unwrap(), cid);
+    let after = objects.bucket().info(cid.to_string()).await.unwrap();
+    assert_eq!(after.nuid, before, "not rewritten");
+    assert_eq!(objects.stat(&cid).await.unwrap().media_type, "application/octet-stream");
+
+    // Someone writes other bytes under that CID's name: reads refuse them.
+    let mut other: &[u8] = b"not the promised bytes";
+    objects
+        .bucket()
+        .put(cid.to_string().as_str(), &mut other)
+        .await
+        .unwrap();
+    let err = objects.get(&cid).await.unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Unavailable(m) if m.contains("corrupt") && m.contains(&cid.to_string())),
+        "{err:?}"
+    );
+
+    let missing = object_cid(b"never stored");
+    assert!(matches!(objects.get(&missing).await, Err(EcsError::NotFound(_))));
+    assert!(matches!(objects.stat(&missing).await, Err(EcsError::NotFound(_))));
+    objects.delete(&cid).await.unwrap();
+    assert!(matches!(objects.stat(&cid).await, Err(EcsError::NotFound(_))));
+    assert!(matches!(objects.delete(&cid).await, Err(EcsError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn large_payloads_are_offloaded_and_resolved_transparently() {
+    let nats = NatsServer::start().unwrap();
+    let c = client(&nats).await;
+    let store = EventStore::open(c.clone()).await.unwrap().with_offload_above(1024);
+    let entity = EntityRef::new("document", "big").unwrap();
+    let big = format!(r#"{{"text":"{}"}}"#, "y".repeat(4000)).into_bytes();
+    let event = |payload: Vec<u8>| NewEvent {
+        name: Token::parse("event name", "TextAttached").unwrap(),
+        schema_version: 1,
+        payload,
+        meta: Envelope::originating("cmd", 1),
+    };
+    let stored = store
+        .append(
+            &entity,
+            0,
+            vec![event(br#"{"small":true}"#.to_vec()), event(big.clone())],
+        )
+        .await
+        .unwrap();
+    // The message in JetStream carries the payload's CID and no body.
+    let raw = store
+        .stream()
+        .direct_get_last_for_subject("cim.evt.document.big")
+        .await
+        .unwrap();
+    assert!(raw.payload.is_empty());
+    let payload_cid = raw.headers.get(header::PAYLOAD_CID).unwrap().to_string();
+    assert_eq!(payload_cid, object_cid(&big).to_string());
+    // Reads resolve it, and the event CID still covers the full payload.
+    let read = store.read(&entity, 1, 10).await.unwrap();
+    assert_eq!(read[1].payload, big);
+    assert_eq!(read, stored);
+    verify_chain(&read).unwrap();
+
+    // A tampered offloaded payload is caught on read.
+    let mut bad: &[u8] = b"{}";
+    store
+        .objects()
+        .bucket()
+        .put(payload_cid.as_str(), &mut bad)
+        .await
+        .unwrap();
+    let err = store.read(&entity, 1, 10).await.unwrap_err();
+    assert!(matches!(&err, EcsError::Unavailable(m) if m.contains("corrupt")), "{err:?}");
+}
