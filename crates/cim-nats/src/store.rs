@@ -79,6 +79,10 @@ mod serde_bytes_base64 {
     }
 }
 
+/// Largest event payload accepted, in bytes (larger ones are offloaded to the object store,
+/// up to this size).
+pub const MAX_EVENT_PAYLOAD: usize = 8 * 1024 * 1024;
+
 /// Payloads larger than this many bytes are offloaded to the object store by default.
 pub const DEFAULT_OFFLOAD_ABOVE: usize = 64 * 1024;
 
@@ -360,6 +364,13 @@ impl EventStore {
             return self
                 .replayed_or_conflict(entity, expected_version, actual, events)
                 .await;
+        }
+        if let Some(big) = events.iter().find(|e| e.payload.len() > MAX_EVENT_PAYLOAD) {
+            return Err(EcsError::Invalid(format!(
+                "event {} has a {}-byte payload; at most {MAX_EVENT_PAYLOAD} bytes are accepted (store larger content in the object store and reference its CID)",
+                big.name,
+                big.payload.len()
+            )));
         }
         let sealed = seal_all(entity, expected_version, previous, events.clone())?;
         let max_payload = self.client.server_info().max_payload;

@@ -129,13 +129,16 @@ async fn oversized_events_are_invalid_and_store_nothing() {
     let nats = NatsServer::start().unwrap();
     let s = store(&nats).await;
     let e = entity("d");
-    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let big = format!(
+        r#"{{"blob":"{}"}}"#,
+        "x".repeat(cim_nats::store::MAX_EVENT_PAYLOAD)
+    );
     let err = s
         .append(&e, 0, vec![new_event("Created", &big)])
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, EcsError::Invalid(m) if m.contains("object store")),
+        matches!(&err, EcsError::Invalid(m) if m.contains("at most")),
         "{err:?}"
     );
     assert!(s.head(&e).await.unwrap().is_none());
