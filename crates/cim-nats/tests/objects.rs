@@ -17,7 +17,10 @@ async fn objects_are_named_by_their_cid_stored_once_and_verified_on_read() {
     let nats = NatsServer::start().unwrap();
     let objects = ObjectStore::open(client(&nats).await).await.unwrap();
     let data = vec![7u8; 300 * 1024];
-    let cid = objects.put(&data, "application/octet-stream").await.unwrap();
+    let cid = objects
+        .put(&data, "application/octet-stream")
+        .await
+        .unwrap();
     assert_eq!(cid, object_cid(&data));
     assert_eq!(objects.get(&cid).await.unwrap(), data);
     let stat = objects.stat(&cid).await.unwrap();
@@ -29,7 +32,10 @@ async fn objects_are_named_by_their_cid_stored_once_and_verified_on_read() {
     assert_eq!(objects.put(&data, "text/plain").await.unwrap(), cid);
     let after = objects.bucket().info(cid.to_string()).await.unwrap();
     assert_eq!(after.nuid, before, "not rewritten");
-    assert_eq!(objects.stat(&cid).await.unwrap().media_type, "application/octet-stream");
+    assert_eq!(
+        objects.stat(&cid).await.unwrap().media_type,
+        "application/octet-stream"
+    );
 
     // Someone writes other bytes under that CID's name: reads refuse them.
     let mut other: &[u8] = b"not the promised bytes";
@@ -45,18 +51,33 @@ async fn objects_are_named_by_their_cid_stored_once_and_verified_on_read() {
     );
 
     let missing = object_cid(b"never stored");
-    assert!(matches!(objects.get(&missing).await, Err(EcsError::NotFound(_))));
-    assert!(matches!(objects.stat(&missing).await, Err(EcsError::NotFound(_))));
+    assert!(matches!(
+        objects.get(&missing).await,
+        Err(EcsError::NotFound(_))
+    ));
+    assert!(matches!(
+        objects.stat(&missing).await,
+        Err(EcsError::NotFound(_))
+    ));
     objects.delete(&cid).await.unwrap();
-    assert!(matches!(objects.stat(&cid).await, Err(EcsError::NotFound(_))));
-    assert!(matches!(objects.delete(&cid).await, Err(EcsError::NotFound(_))));
+    assert!(matches!(
+        objects.stat(&cid).await,
+        Err(EcsError::NotFound(_))
+    ));
+    assert!(matches!(
+        objects.delete(&cid).await,
+        Err(EcsError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
 async fn large_payloads_are_offloaded_and_resolved_transparently() {
     let nats = NatsServer::start().unwrap();
     let c = client(&nats).await;
-    let store = EventStore::open(c.clone()).await.unwrap().with_offload_above(1024);
+    let store = EventStore::open(c.clone())
+        .await
+        .unwrap()
+        .with_offload_above(1024);
     let entity = EntityRef::new("document", "big").unwrap();
     let big = format!(r#"{{"text":"{}"}}"#, "y".repeat(4000)).into_bytes();
     let event = |payload: Vec<u8>| NewEvent {
@@ -97,5 +118,8 @@ async fn large_payloads_are_offloaded_and_resolved_transparently() {
         .await
         .unwrap();
     let err = store.read(&entity, 1, 10).await.unwrap_err();
-    assert!(matches!(&err, EcsError::Unavailable(m) if m.contains("corrupt")), "{err:?}");
+    assert!(
+        matches!(&err, EcsError::Unavailable(m) if m.contains("corrupt")),
+        "{err:?}"
+    );
 }

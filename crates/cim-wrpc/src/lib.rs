@@ -15,6 +15,8 @@ pub mod bindings {
     });
 }
 
+pub mod serve;
+
 pub use bindings::cim::ecs::types::{
     Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
 };

@@ -96,6 +96,13 @@ fn done(started: Instant, detail: &str) {
     );
 }
 
+/// The capability providers `cim up` packs into archives: binary name and the environment
+/// variable that may point at another build of it.
+pub const PROVIDERS: [(&str, &str); 2] = [
+    ("eventstore-jetstream", "CIM_EVENTSTORE_BIN"),
+    ("objectstore-nats", "CIM_OBJECTSTORE_BIN"),
+];
+
 /// Directory of the `cim` executable, where cargo also puts `cim-host`, `wadm` and providers.
 fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -120,7 +127,7 @@ pub fn sibling(name: &str, env: &str) -> anyhow::Result<PathBuf> {
         Ok(p)
     } else {
         bail!(
-            "{name} not found next to cim ({}); build it with `cargo build -p cim -p cim-host -p cim-wadm -p eventstore-jetstream` or set {env}",
+            "{name} not found next to cim ({}); build it with `cargo build --workspace --bins` or set {env}",
             p.display()
         )
     }
@@ -344,13 +351,23 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     done(t, &names.join(", "));
 
     let t = step(6, STEPS, "provider archives");
-    let par = archive::pack(
-        &sibling("eventstore-jetstream", "CIM_EVENTSTORE_BIN")?,
-        "eventstore-jetstream",
-        &artifacts,
-    )
-    .await?;
-    done(t, &par.display().to_string());
+    let mut packs = tokio::task::JoinSet::new();
+    for (name, env) in PROVIDERS {
+        let binary = sibling(name, env)?;
+        let artifacts = artifacts.clone();
+        packs.spawn(async move { archive::pack(&binary, name, &artifacts).await });
+    }
+    let mut packed = Vec::new();
+    while let Some(res) = packs.join_next().await {
+        let par = res??;
+        packed.push(
+            par.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    packed.sort();
+    done(t, &packed.join(", "));
 
     let t = step(7, STEPS, &format!("deploy {}", opts.manifest.display()));
     let template = std::fs::read_to_string(&opts.manifest)

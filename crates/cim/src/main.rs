@@ -52,6 +52,11 @@ enum Command {
         #[arg(long)]
         expected_version: Option<u64>,
     },
+    /// Store, read or describe content-addressed objects (`cim:ecs/objectstore`).
+    Object {
+        #[command(subcommand)]
+        command: ObjectCommand,
+    },
     /// Print an entity's events and verify its CID chain.
     Events {
         /// The entity as `<kind>/<id>`.
@@ -59,6 +64,31 @@ enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ObjectCommand {
+    /// Store a file; prints its CID (storing the same bytes twice stores them once).
+    Put {
+        /// The file to store.
+        file: PathBuf,
+        /// Its media type.
+        #[arg(long, default_value = "application/octet-stream")]
+        media_type: String,
+    },
+    /// Read an object, verified against its CID, to a file or stdout.
+    Get {
+        /// The object's CID.
+        cid: String,
+        /// Where to write it (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Show an object's size and media type.
+    Stat {
+        /// The object's CID.
+        cid: String,
     },
 }
 
@@ -89,6 +119,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             expected_version,
         } => cim::call_and_print(&ctx, &kind, &command, &id, &json, expected_version).await?,
         Command::Events { entity, follow } => cim::print_events(&ctx, &entity, follow).await?,
+        Command::Object { command } => match command {
+            ObjectCommand::Put { file, media_type } => {
+                cim::objects::put_file(&ctx, &file, &media_type).await?
+            }
+            ObjectCommand::Get { cid, output } => {
+                cim::objects::get_to(&ctx, &cid, output.as_deref()).await?
+            }
+            ObjectCommand::Stat { cid } => cim::objects::stat(&ctx, &cid).await?,
+        },
     }
     Ok(())
 }

@@ -8,6 +8,12 @@
 //! | `ack_wait_secs` | provider → reactor component | JetStream ack wait; while a reactor call runs the provider reports progress every third of it, so only a dead provider lets it expire; default 30 |
 //! | `call_timeout_secs` | provider → reactor component | how long one `on-event` call may take before it counts as failed and is redelivered; default 120 |
 //!
+//! Provider config (on the provider in the manifest):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `offload_above_bytes` | 65536 | event payloads larger than this are stored in the object store (`CIM_OBJECTS`) and the event message carries their CID; reads resolve them |
+//!
 //! Entity components linked to the provider (`cim:ecs/eventstore`) need no configuration.
 //! The provider stores events through the lattice's own NATS connection (the credentials the
 //! host hands it), so no secret ever appears in a manifest.
@@ -27,6 +33,17 @@ pub const MAX_DELIVER: &str = "max_deliver";
 pub const ACK_WAIT_SECS: &str = "ack_wait_secs";
 /// Deadline of one `on-event` call, in seconds.
 pub const CALL_TIMEOUT_SECS: &str = "call_timeout_secs";
+
+/// Provider config: payload size above which payloads are offloaded.
+pub const OFFLOAD_ABOVE_BYTES: &str = "offload_above_bytes";
+
+/// Reads [`OFFLOAD_ABOVE_BYTES`] from the provider config.
+pub fn offload_above(config: &HashMap<String, String>) -> Result<usize, ConfigError> {
+    match config.get(OFFLOAD_ABOVE_BYTES) {
+        None => Ok(cim_nats::store::DEFAULT_OFFLOAD_ABOVE),
+        Some(v) => parse(OFFLOAD_ABOVE_BYTES, v),
+    }
+}
 
 /// Default [`ACK_WAIT_SECS`].
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
@@ -212,5 +229,11 @@ mod tests {
         .unwrap();
         assert_eq!(timed.ack_wait, Duration::from_secs(5));
         assert_eq!(timed.call_timeout, Duration::from_secs(9));
+        assert_eq!(offload_above(&cfg(&[])).unwrap(), 65536);
+        assert_eq!(
+            offload_above(&cfg(&[(OFFLOAD_ABOVE_BYTES, "10")])).unwrap(),
+            10
+        );
+        assert!(offload_above(&cfg(&[(OFFLOAD_ABOVE_BYTES, "-1")])).is_err());
     }
 }

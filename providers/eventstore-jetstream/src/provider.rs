@@ -8,7 +8,9 @@ use cim_nats::EventStore;
 use tokio::sync::{Mutex, OnceCell};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use wasmcloud_provider_sdk::{get_connection, LinkConfig, LinkDeleteInfo, Provider};
+use wasmcloud_provider_sdk::{
+    get_connection, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig,
+};
 
 use crate::config::SubscriptionConfig;
 use crate::subscription;
@@ -19,6 +21,7 @@ type Subscriptions = HashMap<(String, String), JoinHandle<()>>;
 /// The provider's state, shared by the wRPC handlers and the link callbacks.
 #[derive(Clone, Default)]
 pub struct EventStoreProvider {
+    offload_above: Arc<std::sync::OnceLock<usize>>,
     store: Arc<OnceCell<EventStore>>,
     subscriptions: Arc<Mutex<Subscriptions>>,
 }
@@ -29,13 +32,26 @@ impl EventStoreProvider {
         self.store
             .get_or_try_init(|| async {
                 let nats = get_connection().nats.as_ref().clone();
-                EventStore::open(nats).await
+                let offload_above = *self
+                    .offload_above
+                    .get_or_init(|| cim_nats::store::DEFAULT_OFFLOAD_ABOVE);
+                Ok(EventStore::open(nats)
+                    .await?
+                    .with_offload_above(offload_above))
             })
             .await
     }
 }
 
 impl Provider for EventStoreProvider {
+    /// Reads the provider config (`offload_above_bytes`).
+    async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
+        let bytes = crate::config::offload_above(init.get_config())?;
+        info!(offload_above = bytes, "event store configured");
+        let _ = self.offload_above.set(bytes);
+        Ok(())
+    }
+
     /// A link from this provider to a reactor component: start delivering events to it.
     async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         let cfg = SubscriptionConfig::from_link(link.config, link.target_id, link.link_name)?;
