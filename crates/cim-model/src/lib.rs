@@ -7,5 +7,6 @@
 
 pub mod audit;
 pub mod document;
+pub mod graph;
 pub mod package;
 mod rules;

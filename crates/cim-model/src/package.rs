@@ -144,6 +144,9 @@ pub enum PackageEvent {
     },
     /// The build succeeded.
     BuildSucceeded {
+        /// The attempt this outcome concludes (the latest `BuildRequested`).
+        #[serde(default)]
+        attempt: u32,
         /// Store paths built.
         out_paths: Vec<String>,
         /// NAR hash.
@@ -153,6 +156,9 @@ pub enum PackageEvent {
     },
     /// The build failed.
     BuildFailed {
+        /// The attempt this outcome concludes (the latest `BuildRequested`).
+        #[serde(default)]
+        attempt: u32,
         /// Error.
         error: String,
         /// Build log CID.
@@ -380,6 +386,7 @@ impl Aggregate for Package {
                     cid("log_cid", c)?;
                 }
                 E::BuildSucceeded {
+                    attempt: self.attempts,
                     out_paths: out_paths.clone(),
                     nar_hash: nar_hash.clone(),
                     log_cid: log_cid.clone(),
@@ -392,6 +399,7 @@ impl Aggregate for Package {
                     cid("log_cid", c)?;
                 }
                 E::BuildFailed {
+                    attempt: self.attempts,
                     error: error.clone(),
                     log_cid: log_cid.clone(),
                 }
@@ -532,6 +540,7 @@ mod tests {
             (
                 Phase::Built,
                 E::BuildSucceeded {
+                    attempt: 1,
                     out_paths: vec![OUT.into()],
                     nar_hash: "sha256-abc".into(),
                     log_cid: None,
@@ -670,6 +679,7 @@ mod tests {
             .then_err("not allowed");
         let mut failed = history_until(Phase::Building);
         failed.push(E::BuildFailed {
+            attempt: 1,
             error: "boom".into(),
             log_cid: None,
         });
