@@ -340,3 +340,63 @@ impl Graph {
             .map_err(|_| GraphError::Unavailable("query: timed out".into()))?
     }
 }
+
+/// The writes of a projection delta, deduplicated: one node per (label, key) with its
+/// properties merged in order (later values win, as sequential `SET`s would), one edge per
+/// (start, type, end).
+pub fn delta_writes(delta: &cim_model::graph::GraphDelta) -> (Vec<Node>, Vec<Edge>) {
+    use cim_model::graph::Prop;
+    let value = |p: &Prop| match p {
+        Prop::Text(s) => Value::Text(s.clone()),
+        Prop::Int(i) => Value::Int(*i),
+        Prop::Float(f) => Value::Float(*f),
+        Prop::Bool(b) => Value::Bool(*b),
+        Prop::Texts(v) => Value::Texts(v.clone()),
+    };
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut index: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    for n in &delta.nodes {
+        let at = *index.entry((n.label, n.key.as_str())).or_insert_with(|| {
+            nodes.push(Node {
+                label: n.label.to_owned(),
+                key: n.key.clone(),
+                props: Vec::new(),
+            });
+            nodes.len() - 1
+        });
+        for (name, p) in &n.props {
+            let props = &mut nodes[at].props;
+            match props.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => slot.1 = value(p),
+                None => props.push(((*name).to_owned(), value(p))),
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    let edges = delta
+        .edges
+        .iter()
+        .filter(|e| {
+            seen.insert((
+                e.from_label,
+                e.from_key.as_str(),
+                e.rel,
+                e.to_label,
+                e.to_key.as_str(),
+            ))
+        })
+        .map(|e| Edge {
+            from_label: e.from_label.to_owned(),
+            from_key: e.from_key.clone(),
+            rel: e.rel.to_owned(),
+            to_label: e.to_label.to_owned(),
+            to_key: e.to_key.clone(),
+            props: e
+                .props
+                .iter()
+                .map(|(k, p)| ((*k).to_owned(), value(p)))
+                .collect(),
+        })
+        .collect();
+    (nodes, edges)
+}

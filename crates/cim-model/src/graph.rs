@@ -464,7 +464,7 @@ mod tests {
                 .flat_map(|n| n.props.iter())
                 .filter(|(k, _)| *k == "status")
                 .map(|(_, v)| v.clone())
-                .last()
+                .next_back()
         };
         assert_eq!(status("package/hello#1"), Some(Prop::Text("failed".into())));
         assert_eq!(

@@ -1,0 +1,45 @@
+//! The CIM knowledge-graph capability provider: `cim:ecs/graph` on Neo4j 5 over Bolt
+//! (`neo4rs`, through [`cim_graph`]), and the graph projection system ([`projection`]).
+//!
+//! - `merge-nodes` / `merge-edges`: batched, parameterised `UNWIND … MERGE`; labels and types
+//!   validated as identifiers; `query`: read-only Cypher with parameters, write clauses
+//!   rejected as `invalid`, run in a rolled-back transaction.
+//! - Key constraints are created idempotently, per label, before the first write to it.
+//! - Connection settings and the password come from provider config (`password_file` keeps
+//!   the secret out of the manifest) and are never logged. See `README.md` and [`config`].
+
+mod bindings {
+    wit_bindgen_wrpc::generate!({
+        world: "graph-provider",
+        path: "../../wit",
+        with: {
+            "cim:ecs/types@0.1.0": cim_wrpc::bindings::cim::ecs::types,
+        },
+    });
+}
+
+pub mod config;
+pub mod projection;
+mod provider;
+mod serve;
+
+pub use provider::GraphProvider;
+
+use anyhow::Context as _;
+use wasmcloud_provider_sdk::{get_connection, run_provider, serve_provider_exports};
+
+/// Runs the provider until the host asks it to stop.
+pub async fn run() -> anyhow::Result<()> {
+    let provider = GraphProvider::default();
+    let shutdown = run_provider(provider.clone(), "graph-neo4j")
+        .await
+        .context("failed to start the provider")?;
+    let connection = get_connection();
+    let wrpc = connection
+        .get_wrpc_client(connection.provider_key())
+        .await
+        .context("failed to create the wRPC client")?;
+    serve_provider_exports(&wrpc, provider, shutdown, serve::exports)
+        .await
+        .context("provider exports stopped with an error")
+}
