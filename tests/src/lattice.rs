@@ -73,6 +73,13 @@ impl TestLattice {
         Ok(cmd)
     }
 
+    /// The command line of process `pid` (arguments joined by spaces; empty if it is gone).
+    pub fn cmdline(pid: i32) -> String {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default()
+    }
+
     /// Pids of running processes whose command line mentions `needle` (e.g. a provider the
     /// host started from its archive).
     pub fn pids_of(needle: &str) -> Vec<i32> {

@@ -436,10 +436,14 @@ async fn the_cim_runs_on_a_real_lattice() {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The host unpacks providers under a directory named after its own id: kill only ours.
+    // The host unpacks providers under a directory named after its own id: kill only our
+    // event-store provider (the object store and graph providers keep running).
     let host_id = lattice.host_id().await.unwrap();
-    let pids = TestLattice::pids_of(&host_id);
-    assert!(!pids.is_empty(), "the provider process is running");
+    let pids: Vec<i32> = TestLattice::pids_of(&host_id)
+        .into_iter()
+        .filter(|pid| TestLattice::cmdline(*pid).contains("eventstore"))
+        .collect();
+    assert_eq!(pids.len(), 1, "the event-store provider process is running");
     for pid in &pids {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(*pid),
@@ -528,5 +532,166 @@ async fn the_cim_runs_on_a_real_lattice() {
     eprintln!(
         "audit: every trail complete {:.1}s after the load stopped",
         t2.elapsed().as_secs_f64()
+    );
+
+    // --- The knowledge graph: the projection (inside the graph provider) wrote every document
+    // and package event; the seed questions have answers; a full replay changes nothing.
+    eprintln!("e2e: The knowledge graph answers the seed questions; a replay changes nothing");
+    let tag = command_for("document", "doc-2", "Tag", r#"{"tag":"graph-check"}"#, None);
+    call(&nats, &l, &tag).await.unwrap().unwrap();
+    let js = async_nats::jetstream::new(nats.clone());
+    let events_stream = js.get_stream("CIM_EVENTS").await.unwrap();
+    let mut projected = 0;
+    for filter in ["cim.evt.document.*", "cim.evt.package.*"] {
+        let mut subjects = events_stream.info_with_subjects(filter).await.unwrap();
+        while let Some(entry) = futures::StreamExt::next(&mut subjects).await {
+            projected += entry.unwrap().1 as u64;
+        }
+    }
+    let graph_rows = |cypher: &'static str, params: Vec<(&'static str, String)>| {
+        let nats = nats.clone();
+        let l = l.clone();
+        async move {
+            let params: Vec<_> = params
+                .into_iter()
+                .map(|(k, v)| cim::graph::parse_param(&format!("{k}={v}")).unwrap())
+                .collect();
+            cim::graph_query(&nats, &l, cypher, &params)
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{cypher}: {e:?}"))
+                .into_iter()
+                .map(|r| {
+                    r.values
+                        .iter()
+                        .map(cim::graph::show)
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .collect::<Vec<String>>()
+        }
+    };
+    let t3 = Instant::now();
+    loop {
+        // Events with a name were projected themselves (not just named by a FOLLOWS edge).
+        let n = graph_rows(
+            "MATCH (e:Event) WHERE e.name IS NOT NULL RETURN count(e) AS n",
+            vec![],
+        )
+        .await;
+        if n == [projected.to_string()] {
+            break;
+        }
+        assert!(
+            t3.elapsed() < Duration::from_secs(120),
+            "graph has {n:?} events of {projected}; host log:\n{}",
+            lattice.log_tail("host", 30)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "graph: {projected} events projected in {:.1}s",
+        t3.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        graph_rows(
+            "MATCH (:Host {key: $host})<-[:ON_HOST]-(:Deployment)<-[:DEPLOYED_AS]-(p:Entity)-[:HAS_BUILD]->(b:Build)-[:PRODUCED]->(:StorePath)<-[:PUBLISHED_AS]-(p) RETURN b.key AS build",
+            vec![("host", "host-x".into())]
+        )
+        .await,
+        ["package/hello#1"],
+        "which builds produced the package deployed to host X"
+    );
+    assert_eq!(
+        graph_rows(
+            "MATCH (e:Event)-[:CAUSED_BY]->(:Command {key: $cmd}) RETURN e.name AS name",
+            vec![("cmd", tag.meta.id.clone())]
+        )
+        .await,
+        ["DocumentTagged"],
+        "which events were caused by command Y"
+    );
+    let snapshot = || async {
+        let mut nodes = graph_rows("MATCH (n) RETURN n AS node", vec![]).await;
+        nodes.sort();
+        let mut edges = graph_rows(
+            "MATCH (a)-[r]->(b) RETURN a.key AS a, type(r) AS r, b.key AS b",
+            vec![],
+        )
+        .await;
+        edges.sort();
+        (nodes, edges)
+    };
+    let before = snapshot().await;
+    // Replay everything: drop the projection's durable consumer; the provider recreates it
+    // from the first event and writes the whole history again.
+    events_stream
+        .delete_consumer("graph-projection")
+        .await
+        .unwrap();
+    let t4 = Instant::now();
+    loop {
+        if let Ok(mut c) = events_stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("graph-projection")
+            .await
+        {
+            let info = c.info().await.unwrap();
+            if info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.ack_floor.stream_sequence >= info.delivered.stream_sequence
+                && info.delivered.consumer_sequence >= projected
+            {
+                break;
+            }
+        }
+        assert!(
+            t4.elapsed() < Duration::from_secs(120),
+            "the replay did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = snapshot().await;
+    let diff = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter()
+            .filter(|x| !b.contains(x))
+            .take(5)
+            .cloned()
+            .collect()
+    };
+    assert!(
+        after == before,
+        "a replay changed the graph: {} → {} nodes, {} → {} edges; only before: {:?} {:?}; only after: {:?} {:?}",
+        before.0.len(),
+        after.0.len(),
+        before.1.len(),
+        after.1.len(),
+        diff(&before.0, &after.0),
+        diff(&before.1, &after.1),
+        diff(&after.0, &before.0),
+        diff(&after.1, &before.1),
+    );
+    let export = lattice
+        .cim_command()
+        .unwrap()
+        .args(["graph", "export", "--format", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert!(json["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "ON_HOST" && e["to"] == "host-x"));
+    eprintln!(
+        "graph: {} nodes, {} edges; replay verified in {:.1}s",
+        before.0.len(),
+        before.1.len(),
+        t4.elapsed().as_secs_f64()
     );
 }

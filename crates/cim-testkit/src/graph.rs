@@ -36,39 +36,47 @@ pub fn arcadedb_home() -> Result<PathBuf, TestkitError> {
     Err(not_found())
 }
 
-/// The command that runs an ArcadeDB server rooted at `dir` (which must be fresh: the root
-/// password is only applied on first start), with Bolt on `127.0.0.1:bolt_port` and HTTP on
-/// `127.0.0.1:http_port`, and the database [`GRAPH_DATABASE`] created.
-pub fn arcadedb_command(
+/// How to run an ArcadeDB server rooted at `dir` with Bolt on `127.0.0.1:bolt_port`, HTTP on
+/// `127.0.0.1:http_port` and the database [`GRAPH_DATABASE`] created: the `java` to run and its
+/// arguments. `secret_args` go before the main class; pass the root password there, either as
+/// `-Darcadedb.server.rootPassword=…` or, to keep it off the command line, as `@<argfile>`.
+/// The root password only applies when `dir` is fresh. Run it with `dir` as the working
+/// directory (ArcadeDB writes `./log`).
+pub fn arcadedb_invocation(
     dir: &Path,
     bolt_port: u16,
     http_port: u16,
-    password: &str,
-) -> Result<Command, TestkitError> {
+    secret_args: &[String],
+) -> Result<(PathBuf, Vec<String>), TestkitError> {
     let home = arcadedb_home()?;
-    let mut cmd = Command::new(home.join("jre/bin/java"));
-    cmd.current_dir(dir)
-        .arg("-Xmx512m")
-        .arg("--add-modules=jdk.incubator.vector")
-        .arg("--enable-native-access=ALL-UNNAMED")
-        .arg("--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED")
-        .arg("--add-opens=java.base/java.nio.channels.spi=ALL-UNNAMED")
-        .arg("--add-opens=java.base/java.lang=ALL-UNNAMED")
-        .arg(format!("-Darcadedb.server.rootPath={}", dir.display()))
-        .arg(format!("-Darcadedb.server.rootPassword={password}"))
-        .arg("-Darcadedb.server.httpIncomingHost=127.0.0.1")
-        .arg(format!("-Darcadedb.server.httpIncomingPort={http_port}"))
-        .arg("-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin")
-        .arg("-Darcadedb.bolt.host=127.0.0.1")
-        .arg(format!("-Darcadedb.bolt.port={bolt_port}"))
-        .arg(format!(
-            "-Darcadedb.server.defaultDatabases={GRAPH_DATABASE}[{GRAPH_USER}]"
-        ))
-        .arg(format!("-Darcadedb.bolt.defaultDatabase={GRAPH_DATABASE}"))
-        .arg("-cp")
-        .arg(format!("{}/jars/*", home.display()))
-        .arg("com.arcadedb.server.ArcadeDBServer");
-    Ok(cmd)
+    let mut args: Vec<String> = [
+        "-Xmx512m",
+        "--add-modules=jdk.incubator.vector",
+        "--enable-native-access=ALL-UNNAMED",
+        "--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+        "--add-opens=java.base/java.nio.channels.spi=ALL-UNNAMED",
+        "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        "-Darcadedb.server.httpIncomingHost=127.0.0.1",
+        "-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
+        "-Darcadedb.bolt.host=127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        format!("-Darcadedb.server.rootPath={}", dir.display()),
+        format!("-Darcadedb.server.httpIncomingPort={http_port}"),
+        format!("-Darcadedb.bolt.port={bolt_port}"),
+        format!("-Darcadedb.server.defaultDatabases={GRAPH_DATABASE}[{GRAPH_USER}]"),
+        format!("-Darcadedb.bolt.defaultDatabase={GRAPH_DATABASE}"),
+    ]);
+    args.extend(secret_args.iter().cloned());
+    args.extend([
+        "-cp".to_string(),
+        format!("{}/jars/*", home.display()),
+        "com.arcadedb.server.ArcadeDBServer".to_string(),
+    ]);
+    Ok((home.join("jre/bin/java"), args))
 }
 
 /// Whether a Bolt server accepts connections on `port`.
@@ -118,7 +126,14 @@ impl GraphServer {
         let bolt_port = free_port()?;
         let http_port = free_port()?;
         let password = random_token()?;
-        let cmd = arcadedb_command(dir.path(), bolt_port, http_port, &password)?;
+        let (java, args) = arcadedb_invocation(
+            dir.path(),
+            bolt_port,
+            http_port,
+            &[format!("-Darcadedb.server.rootPassword={password}")],
+        )?;
+        let mut cmd = Command::new(java);
+        cmd.args(args).current_dir(dir.path());
         let mut process = ChildGuard::spawn("arcadedb", cmd, &dir.path().join("server.log"))?;
         process.wait_ready(Duration::from_secs(90), || {
             arcadedb_ready(http_port) && bolt_listens(bolt_port)

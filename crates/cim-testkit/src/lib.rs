@@ -100,7 +100,7 @@ pub fn find_binary(name: &'static str, env: &'static str) -> Result<PathBuf, Tes
 mod graph;
 mod guests;
 pub use graph::{
-    arcadedb_command, arcadedb_home, arcadedb_ready, bolt_listens, random_token, GraphServer,
+    arcadedb_home, arcadedb_invocation, arcadedb_ready, bolt_listens, random_token, GraphServer,
     GRAPH_DATABASE, GRAPH_USER,
 };
 pub use guests::{build_components, workspace_root};

@@ -20,6 +20,7 @@ pub struct Daemon {
     pub program: PathBuf,
     pid_file: PathBuf,
     log_file: PathBuf,
+    cwd: Option<PathBuf>,
 }
 
 fn proc_state(pid: u32) -> Option<char> {
@@ -52,9 +53,16 @@ impl Daemon {
         Self {
             name,
             program,
+            cwd: None,
             pid_file: state_dir.join(format!("{name}.pid")),
             log_file: state_dir.join(format!("{name}.log")),
         }
+    }
+
+    /// Runs the daemon in `dir` (for programs that write next to their working directory).
+    pub fn with_cwd(mut self, dir: PathBuf) -> Self {
+        self.cwd = Some(dir);
+        self
     }
 
     /// The pid of the running daemon, if its pid file names a live process of this program.
@@ -78,6 +86,9 @@ impl Daemon {
             .open(&self.log_file)
             .with_context(|| format!("cannot open {}", self.log_file.display()))?;
         let mut cmd = Command::new(&self.program);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

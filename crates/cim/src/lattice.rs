@@ -9,7 +9,7 @@ use cim_nats::auth::LocalAuth;
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::Daemon;
-use crate::{archive, wadm, Cli};
+use crate::{archive, graphdb, wadm, Cli};
 
 /// The prefix that local manifests use for artifacts `cim up` builds (`file:///CIM_ARTIFACTS/x.wasm`).
 pub const ARTIFACTS_PLACEHOLDER: &str = "file:///CIM_ARTIFACTS/";
@@ -98,9 +98,10 @@ fn done(started: Instant, detail: &str) {
 
 /// The capability providers `cim up` packs into archives: binary name and the environment
 /// variable that may point at another build of it.
-pub const PROVIDERS: [(&str, &str); 2] = [
+pub const PROVIDERS: [(&str, &str); 3] = [
     ("eventstore-jetstream", "CIM_EVENTSTORE_BIN"),
     ("objectstore-nats", "CIM_OBJECTSTORE_BIN"),
+    ("graph-neo4j", "CIM_GRAPH_BIN"),
 ];
 
 /// Directory of the `cim` executable, where cargo also puts `cim-host`, `wadm` and providers.
@@ -206,7 +207,7 @@ fn daemons(ctx: &Cli) -> anyhow::Result<(Daemon, Daemon, Daemon)> {
 
 /// Brings the local lattice up and deploys the manifest. Safe to run again.
 pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
-    const STEPS: usize = 7;
+    const STEPS: usize = 8;
     let dir = ctx.state_dir();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
@@ -259,7 +260,33 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         ),
     );
 
-    let t = step(3, STEPS, "wadm 0.21.1");
+    let t = step(
+        3,
+        STEPS,
+        "graph database (ArcadeDB, Neo4j-compatible Bolt) on 127.0.0.1",
+    );
+    let graph_d = graphdb::daemon(&dir)?;
+    let (graph_ports, pid, started) = graphdb::ensure(&dir, &graph_d)?;
+    poll(
+        "graph database",
+        Duration::from_secs(120),
+        Some(&graph_d),
+        || async {
+            cim_testkit::arcadedb_ready(graph_ports.http)
+                && cim_testkit::bolt_listens(graph_ports.bolt)
+        },
+    )
+    .await?;
+    done(
+        t,
+        &format!(
+            "bolt://127.0.0.1:{} (pid {pid}{})",
+            graph_ports.bolt,
+            if started { "" } else { ", already running" }
+        ),
+    );
+
+    let t = step(4, STEPS, "wadm 0.21.1");
     let creds = ctx.creds().display().to_string();
     let (pid, started) = wadm_d.ensure(
         &[
@@ -282,7 +309,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         ),
     );
 
-    let t = step(4, STEPS, "wasmCloud host (wasmcloud-host 0.27.1)");
+    let t = step(5, STEPS, "wasmCloud host (wasmcloud-host 0.27.1)");
     let (pid, started) = host.ensure(
         &[
             "--nats-host".into(),
@@ -331,7 +358,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     );
 
     let t = step(
-        5,
+        6,
         STEPS,
         "entity components (cargo build --target wasm32-wasip2)",
     );
@@ -350,7 +377,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     names.sort();
     done(t, &names.join(", "));
 
-    let t = step(6, STEPS, "provider archives");
+    let t = step(7, STEPS, "provider archives");
     let mut packs = tokio::task::JoinSet::new();
     for (name, env) in PROVIDERS {
         let binary = sibling(name, env)?;
@@ -369,13 +396,22 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     packed.sort();
     done(t, &packed.join(", "));
 
-    let t = step(7, STEPS, &format!("deploy {}", opts.manifest.display()));
+    let t = step(8, STEPS, &format!("deploy {}", opts.manifest.display()));
     let template = std::fs::read_to_string(&opts.manifest)
         .with_context(|| format!("cannot read manifest {}", opts.manifest.display()))?;
-    let rendered = template.replace(
-        ARTIFACTS_PLACEHOLDER,
-        &format!("file://{}/", artifacts.display()),
-    );
+    let rendered = template
+        .replace(
+            ARTIFACTS_PLACEHOLDER,
+            &format!("file://{}/", artifacts.display()),
+        )
+        .replace(
+            graphdb::URI_PLACEHOLDER,
+            &format!("bolt://127.0.0.1:{}", graph_ports.bolt),
+        )
+        .replace(
+            graphdb::PASSWORD_FILE_PLACEHOLDER,
+            &graphdb::password_file(&dir)?.display().to_string(),
+        );
     std::fs::write(dir.join("manifest.yaml"), &rendered)?;
     let app = app_name(&rendered)?;
     let version = wadm::put(&client, &lattice, &rendered).await?;
@@ -412,7 +448,7 @@ fn app_name(manifest: &str) -> anyhow::Result<String> {
         .context("manifest has no metadata.name")
 }
 
-/// Stops the host, wadm and NATS (in that order); keeps the state directory.
+/// Stops the host, wadm, the graph database and NATS (in that order); keeps the state directory.
 pub fn down(ctx: &Cli) -> anyhow::Result<()> {
     let dir = ctx.state_dir();
     let (nats, wadm_d, host) = (
@@ -433,7 +469,8 @@ pub fn down(ctx: &Cli) -> anyhow::Result<()> {
             dir,
         ),
     );
-    for d in [&host, &wadm_d, &nats] {
+    let graph_d = graphdb::daemon(dir).unwrap_or_else(|_| Daemon::new("graph", "java".into(), dir));
+    for d in [&host, &wadm_d, &graph_d, &nats] {
         let stopped = d.stop(Duration::from_secs(15))?;
         eprintln!(
             "{:<5} {}",

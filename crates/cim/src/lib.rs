@@ -5,12 +5,15 @@
 //! - [`status`]: hosts, components, providers, links and wadm's view of the application.
 //! - [`call`]: a typed wRPC call of `cim:ecs/entity.handle` on a deployed entity component.
 //! - [`events`]: an entity's stream with its CID chain verified.
+//! - [`graph`]: read-only Cypher and an export of the knowledge graph over wRPC.
 //! - `cim object put|get|stat`: the content-addressed object store over wRPC.
 
 mod archive;
 mod call;
 mod daemon;
 mod events;
+pub mod graph;
+mod graphdb;
 mod lattice;
 pub mod objects;
 mod status;
@@ -18,6 +21,7 @@ mod wadm;
 
 pub use call::{call, call_and_print, command_for};
 pub use events::{print_events, read_events};
+pub use graph::graph_query;
 pub use lattice::{down, sibling, up, Lattice, UpOptions, PROVIDERS};
 pub use objects::{get_object, put_object, OBJECTSTORE_ID};
 pub use status::status;

@@ -52,6 +52,17 @@ enum Command {
         #[arg(long)]
         expected_version: Option<u64>,
     },
+    /// Run a read-only Cypher query on the knowledge graph, or export its structure.
+    #[command(args_conflicts_with_subcommands = true)]
+    Graph {
+        #[command(subcommand)]
+        command: Option<GraphCommand>,
+        /// The Cypher query (read-only: write clauses are refused).
+        cypher: Option<String>,
+        /// A query parameter `name=value` (integers, floats, true/false, null, else text).
+        #[arg(long = "param")]
+        params: Vec<String>,
+    },
     /// Store, read or describe content-addressed objects (`cim:ecs/objectstore`).
     Object {
         #[command(subcommand)]
@@ -64,6 +75,16 @@ enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GraphCommand {
+    /// Print every node and edge, as Graphviz dot or JSON.
+    Export {
+        /// Output format.
+        #[arg(long, default_value = "dot", value_parser = ["dot", "json"])]
+        format: String,
     },
 }
 
@@ -119,6 +140,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             expected_version,
         } => cim::call_and_print(&ctx, &kind, &command, &id, &json, expected_version).await?,
         Command::Events { entity, follow } => cim::print_events(&ctx, &entity, follow).await?,
+        Command::Graph {
+            command,
+            cypher,
+            params,
+        } => match (command, cypher) {
+            (Some(GraphCommand::Export { format }), _) => cim::graph::export(&ctx, &format).await?,
+            (None, Some(cypher)) => cim::graph::print_query(&ctx, &cypher, &params).await?,
+            (None, None) => anyhow::bail!("give a Cypher query, or `cim graph export`"),
+        },
         Command::Object { command } => match command {
             ObjectCommand::Put { file, media_type } => {
                 cim::objects::put_file(&ctx, &file, &media_type).await?

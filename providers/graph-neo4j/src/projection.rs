@@ -3,9 +3,13 @@
 //!
 //! - **Idempotent**: every write is a `MERGE` keyed by CID or entity key, with properties
 //!   derived from the events alone, so replaying everything leaves the same graph.
-//! - **Resumable**: the consumer is durable with `AckPolicy::All`; a batch is acknowledged
-//!   (by its last message) only after its transaction committed, so a restart continues after
-//!   the last committed batch, and an interrupted batch is written again (idempotently).
+//! - **Resumable**: the consumer is durable with explicit acks; a batch's messages are
+//!   acknowledged only after its transaction committed, so a restart continues after the last
+//!   committed batch, and an interrupted batch is written again (idempotently).
+//! - Messages come from one continuous pull stream (`messages()`), not from `fetch()` batches:
+//!   a fetch that expires while a message is in flight loses that message client-side, and
+//!   with `AckPolicy::All` a later acknowledgement would have covered it unprojected (found by
+//!   the end-to-end replay test).
 //! - **Batched**: up to `projection_batch` events become one `UNWIND` statement per label and
 //!   edge shape, in one transaction.
 //!
@@ -26,9 +30,9 @@ use tracing::{debug, error, info, warn};
 use crate::config::ProjectionConfig;
 
 /// How long JetStream waits for a batch's acknowledgement before redelivering it.
-const ACK_WAIT: Duration = Duration::from_secs(120);
-/// How long one fetch waits for events when there are none.
-const FETCH_WAIT: Duration = Duration::from_secs(1);
+const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long a batch waits for more events once it has one.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Back-off after a failed batch or a broken consumer.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -43,7 +47,7 @@ pub fn consumer_config(cfg: &ProjectionConfig) -> pull::Config {
         filter_subject,
         filter_subjects,
         deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::All,
+        ack_policy: AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
         max_ack_pending: i64::try_from(cfg.batch * 2).unwrap_or(i64::MAX),
         description: Some("CIM knowledge-graph projection".into()),
@@ -72,20 +76,18 @@ pub async fn run_once(
         .stream()
         .get_or_create_consumer(&cfg.durable, consumer_config(cfg))
         .await?;
+    let mut stream = consumer.messages().await?;
     loop {
-        let mut fetched = consumer
-            .fetch()
-            .max_messages(cfg.batch)
-            .expires(FETCH_WAIT)
-            .messages()
-            .await?;
-        let mut messages = Vec::new();
-        while let Some(m) = fetched.next().await {
-            messages.push(m.map_err(anyhow::Error::msg)?);
-        }
-        let Some(last) = messages.last() else {
-            continue;
+        let Some(first) = stream.next().await else {
+            anyhow::bail!("the consumer's message stream ended");
         };
+        let mut messages = vec![first.map_err(anyhow::Error::msg)?];
+        while messages.len() < cfg.batch {
+            match tokio::time::timeout(BATCH_WINDOW, stream.next()).await {
+                Ok(Some(m)) => messages.push(m.map_err(anyhow::Error::msg)?),
+                Ok(None) | Err(_) => break,
+            }
+        }
         let mut delta = GraphDelta::default();
         for m in &messages {
             let headers = m.headers.clone().unwrap_or_default();
@@ -107,7 +109,9 @@ pub async fn run_once(
             }
             return Err(e.into());
         }
-        last.double_ack().await.map_err(anyhow::Error::msg)?;
+        for m in &messages {
+            m.ack().await.map_err(anyhow::Error::msg)?;
+        }
         debug!(
             events = messages.len(),
             nodes = nodes.len(),
