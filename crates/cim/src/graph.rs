@@ -192,17 +192,14 @@ mod tests {
 
     #[test]
     fn params_are_typed() {
-        assert_eq!(parse_param("n=3").unwrap().value, Value::Integer(3));
-        assert_eq!(parse_param("x=0.5").unwrap().value, Value::Float(0.5));
-        assert_eq!(parse_param("b=true").unwrap().value, Value::Boolean(true));
-        assert_eq!(
-            parse_param("host=host-x").unwrap().value,
-            Value::Text("host-x".into())
-        );
-        assert_eq!(
-            parse_param("q=a=b").unwrap().value,
-            Value::Text("a=b".into())
-        );
+        let v = |t: &str| parse_param(t).unwrap().value;
+        assert!(matches!(v("n=3"), Value::Integer(3)));
+        assert!(matches!(v("x=0.5"), Value::Float(f) if f == 0.5));
+        assert!(matches!(v("b=true"), Value::Boolean(true)));
+        assert!(matches!(v("z=null"), Value::Null));
+        assert!(matches!(v("host=host-x"), Value::Text(t) if t == "host-x"));
+        assert!(matches!(v("q=a=b"), Value::Text(t) if t == "a=b"));
+        assert_eq!(parse_param("n=3").unwrap().name, "n");
         assert!(parse_param("novalue").is_err());
     }
 
