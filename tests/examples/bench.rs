@@ -210,5 +210,139 @@ async fn main() -> anyhow::Result<()> {
         "ratio replay_store_vs_raw: {:.2}",
         raw_replay.as_secs_f64() / ours.as_secs_f64()
     );
+
+    // 4. Object store: put/get of 64 KiB objects through the provider (wRPC, CID computed and
+    //    verified) vs raw async-nats Object Store put/get of the same bytes, same server.
+    const OBJECTS: usize = 100;
+    const OBJECT_SIZE: usize = 64 * 1024;
+    let blobs: Vec<Vec<u8>> = (0..OBJECTS)
+        .map(|i| {
+            (0..OBJECT_SIZE)
+                .map(|j| ((i * 31 + j * 7) % 251) as u8)
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    let mut cids = Vec::with_capacity(OBJECTS);
+    for blob in &blobs {
+        cids.push(
+            cim::put_object(&nats, &l, blob.clone(), "application/octet-stream")
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    let ours_put = t.elapsed();
+    let t = Instant::now();
+    for cid in &cids {
+        std::hint::black_box(
+            cim::get_object(&nats, &l, cid)
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    let ours_get = t.elapsed();
+    let raw_bucket = js
+        .create_object_store(jetstream::object_store::Config {
+            bucket: "BENCH_RAW_OBJECTS".into(),
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let t = Instant::now();
+    for (i, blob) in blobs.iter().enumerate() {
+        let mut reader: &[u8] = blob;
+        raw_bucket
+            .put(format!("o{i}").as_str(), &mut reader)
+            .await?;
+    }
+    let raw_put = t.elapsed();
+    let t = Instant::now();
+    for i in 0..OBJECTS {
+        let mut object = raw_bucket.get(format!("o{i}")).await?;
+        let mut data = Vec::with_capacity(OBJECT_SIZE);
+        tokio::io::AsyncReadExt::read_to_end(&mut object, &mut data).await?;
+        std::hint::black_box(data);
+    }
+    let raw_get = t.elapsed();
+    println!(
+        "object put provider: {:.0} objects/s, raw: {:.0} objects/s ({OBJECTS} x {} KiB)",
+        OBJECTS as f64 / ours_put.as_secs_f64(),
+        OBJECTS as f64 / raw_put.as_secs_f64(),
+        OBJECT_SIZE / 1024
+    );
+    println!(
+        "object get provider: {:.0} objects/s, raw: {:.0} objects/s",
+        OBJECTS as f64 / ours_get.as_secs_f64(),
+        OBJECTS as f64 / raw_get.as_secs_f64()
+    );
+    println!(
+        "ratio object_put_provider_vs_raw: {:.2}",
+        raw_put.as_secs_f64() / ours_put.as_secs_f64()
+    );
+    println!(
+        "ratio object_get_provider_vs_raw: {:.2}",
+        raw_get.as_secs_f64() / ours_get.as_secs_f64()
+    );
+
+    // 5. Graph projection: the same events written to the lattice's graph (ArcadeDB over Bolt)
+    //    in UNWIND batches of 256 (what the projection does) vs one transaction per event.
+    const PROJECTED: usize = 1_000;
+    let graph = lattice.graph().await?;
+    let project_events = |tag: &str| -> anyhow::Result<Vec<cim_domain::RecordedEvent>> {
+        let mut log = cim_domain::testing::MemoryLog::new();
+        let mut all = Vec::new();
+        for doc in 0..PROJECTED / 10 {
+            for (i, (name, json)) in std::iter::once((
+                "Create".to_string(),
+                r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#.to_string(),
+            ))
+            .chain((0..9).map(|k| ("Tag".to_string(), format!(r#"{{"tag":"t{k}"}}"#))))
+            .enumerate()
+            {
+                let req = cim_domain::CommandRequest {
+                    kind: "document".into(),
+                    id: format!("{tag}-{doc}"),
+                    name,
+                    payload: json.into_bytes(),
+                    expected_version: None,
+                    meta: Envelope::originating(format!("{tag}-{doc}-{i}"), 1),
+                };
+                all.extend(cim_domain::handle_command::<cim_model::document::Document>(
+                    &mut log, req,
+                )?);
+            }
+        }
+        Ok(all)
+    };
+    let batched_events = project_events("batched")?;
+    let single_events = project_events("single")?;
+    let t = Instant::now();
+    for chunk in batched_events.chunks(256) {
+        let mut delta = cim_model::graph::GraphDelta::default();
+        chunk
+            .iter()
+            .for_each(|e| delta.extend(cim_model::graph::project(e)));
+        let (nodes, edges) = cim_graph::delta_writes(&delta);
+        graph.apply(&nodes, &edges).await?;
+    }
+    let batched = t.elapsed();
+    let t = Instant::now();
+    for e in &single_events {
+        let (nodes, edges) = cim_graph::delta_writes(&cim_model::graph::project(e));
+        graph.apply(&nodes, &edges).await?;
+    }
+    let single = t.elapsed();
+    println!(
+        "projection batched: {:.0} events/s (UNWIND, 256 events per transaction)",
+        PROJECTED as f64 / batched.as_secs_f64()
+    );
+    println!(
+        "projection single:  {:.0} events/s (one transaction per event)",
+        PROJECTED as f64 / single.as_secs_f64()
+    );
+    println!(
+        "ratio projection_batched_vs_single: {:.2}",
+        single.as_secs_f64() / batched.as_secs_f64()
+    );
     Ok(())
 }

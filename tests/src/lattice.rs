@@ -61,6 +61,25 @@ impl TestLattice {
         self.cli.connect().await
     }
 
+    /// A direct Bolt connection to the lattice's graph database (as the graph provider has).
+    pub async fn graph(&self) -> anyhow::Result<cim_graph::Graph> {
+        let dir = self.cli.state_dir();
+        let ports: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("graph.json"))?)?;
+        let bolt = ports["bolt"]
+            .as_u64()
+            .context("graph.json has no bolt port")?;
+        let password = std::fs::read_to_string(dir.join("graph.password"))?;
+        Ok(cim_graph::Graph::connect(&cim_graph::GraphConfig {
+            uri: format!("bolt://127.0.0.1:{bolt}"),
+            user: cim_testkit::GRAPH_USER.into(),
+            password: password.trim().to_owned(),
+            database: cim_testkit::GRAPH_DATABASE.into(),
+            timeout: std::time::Duration::from_secs(60),
+        })
+        .await?)
+    }
+
     /// The `cim` executable, pointed at this lattice (`--state-dir`, `--lattice`), killed when
     /// dropped.
     pub fn cim_command(&self) -> anyhow::Result<tokio::process::Command> {

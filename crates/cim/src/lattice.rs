@@ -399,11 +399,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     let t = step(8, STEPS, &format!("deploy {}", opts.manifest.display()));
     let template = std::fs::read_to_string(&opts.manifest)
         .with_context(|| format!("cannot read manifest {}", opts.manifest.display()))?;
-    let rendered = template
-        .replace(
-            ARTIFACTS_PLACEHOLDER,
-            &format!("file://{}/", artifacts.display()),
-        )
+    let rendered = content_addressed_refs(&unique_config_names(&template)?, &artifacts)?
         .replace(
             graphdb::URI_PLACEHOLDER,
             &format!("bolt://127.0.0.1:{}", graph_ports.bolt),
@@ -417,6 +413,25 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     let version = wadm::put(&client, &lattice, &rendered).await?;
     wadm::deploy(&client, &lattice, &app).await?;
     wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(180)).await?;
+    // After a re-deploy wadm may still report the previous version as deployed: wait until
+    // every component and provider of this manifest runs, then for wadm to agree again.
+    let expected = manifest_ids(&rendered);
+    poll(
+        "components and providers of the manifest",
+        Duration::from_secs(180),
+        Some(&host),
+        || running_ids(&ctl, &expected),
+    )
+    .await?;
+    wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(180)).await?;
+    // Content-addressed copies no longer referenced are from earlier builds.
+    for entry in std::fs::read_dir(&artifacts)?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.contains("-bafk") && !rendered.contains(&path.display().to_string()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
     std::fs::write(
         dir.join("lattice.json"),
         serde_json::to_vec_pretty(&LatticeFile {
@@ -433,6 +448,97 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         creds: ctx.creds(),
         app,
     })
+}
+
+/// Replaces every `file:///CIM_ARTIFACTS/<name>` with a copy of the artifact named by its
+/// content (`<stem>-<cid>.<ext>`, CIDv1 raw sha2-256 as for any CIM object). A rebuilt
+/// component or provider therefore gets a new image reference, and wadm replaces the running
+/// one when `cim up` runs again; an unchanged one keeps its reference and is left alone.
+fn content_addressed_refs(template: &str, artifacts: &Path) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find(ARTIFACTS_PLACEHOLDER) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + ARTIFACTS_PLACEHOLDER.len()..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        if name.is_empty() {
+            // The bare prefix (in a comment): the artifacts directory itself.
+            out.push_str(&format!("file://{}/", artifacts.display()));
+            rest = after;
+            continue;
+        }
+        let source = artifacts.join(name);
+        let bytes = std::fs::read(&source).with_context(|| {
+            format!(
+                "the manifest names {}, which was not built",
+                source.display()
+            )
+        })?;
+        let cid = cim_domain::object_cid(&bytes);
+        let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+        let addressed = artifacts.join(format!("{stem}-{cid}.{ext}"));
+        if !addressed.is_file() {
+            std::fs::write(&addressed, &bytes)?;
+        }
+        out.push_str(&format!("file://{}", addressed.display()));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Gives every named config of the manifest a suffix unique to this deployment.
+///
+/// wadm 0.21 cleans up the previous version's config scalers after a new version is deployed,
+/// deleting configs *by name*: when both versions use the same name, the new version's config
+/// disappears (observed: the graph provider restarted with an empty config). Unique names per
+/// deployment keep each version's config its own.
+fn unique_config_names(template: &str) -> anyhow::Result<String> {
+    let suffix = &cim_testkit::random_token()?[..8];
+    let mut out = Vec::new();
+    let mut previous = "";
+    for line in template.lines() {
+        let is_config_name =
+            previous.trim_end().ends_with("config:") && line.trim_start().starts_with("- name:");
+        if is_config_name {
+            out.push(format!("{line}-{suffix}"));
+        } else {
+            out.push(line.to_owned());
+        }
+        if !line.trim().is_empty() {
+            previous = line;
+        }
+    }
+    Ok(out.join("\n") + "\n")
+}
+
+/// The `id`s a manifest gives its components and providers.
+fn manifest_ids(manifest: &str) -> Vec<String> {
+    manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("id:"))
+        .map(|id| id.trim().trim_matches('"').to_owned())
+        .collect()
+}
+
+/// Whether every id in `expected` runs as a component or provider on some host.
+async fn running_ids(ctl: &wasmcloud_control_interface::Client, expected: &[String]) -> bool {
+    let Ok(hosts) = ctl.get_hosts().await else {
+        return false;
+    };
+    let mut running = std::collections::HashSet::new();
+    for host in hosts.iter().filter_map(|h| h.data()) {
+        if let Ok(inv) = ctl.get_host_inventory(host.id()).await {
+            if let Some(inv) = inv.data() {
+                running.extend(inv.components().iter().map(|c| c.id().to_owned()));
+                running.extend(inv.providers().iter().map(|p| p.id().to_owned()));
+            }
+        }
+    }
+    expected.iter().all(|id| running.contains(id))
 }
 
 /// The `metadata.name` of a manifest.

@@ -34,6 +34,7 @@ pub async fn run() -> anyhow::Result<()> {
     let shutdown = run_provider(provider.clone(), "graph-neo4j")
         .await
         .context("failed to start the provider")?;
+    provider.start_projection().await;
     let connection = get_connection();
     let wrpc = connection
         .get_wrpc_client(connection.provider_key())

@@ -42,29 +42,38 @@ impl GraphProvider {
     }
 }
 
+impl GraphProvider {
+    /// Starts the projection (if configured). Call after the provider joined the lattice:
+    /// the projection uses the lattice connection, which does not exist yet during `init`.
+    pub async fn start_projection(&self) {
+        let Some(cfg) = self.config.get().and_then(|c| c.projection.clone()) else {
+            return;
+        };
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let (store, graph) = loop {
+                let nats = get_connection().nats.as_ref().clone();
+                match (EventStore::open(nats).await, me.graph().await) {
+                    (Ok(store), Ok(graph)) => break (store, graph),
+                    (Err(e), _) | (_, Err(e)) => {
+                        warn!(error = %e, "graph projection waiting for its store and graph");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                }
+            };
+            projection::run(store, graph, cfg).await;
+        });
+        if let Some(old) = self.projection.lock().await.replace(task) {
+            old.abort();
+        }
+    }
+}
+
 impl Provider for GraphProvider {
     async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
         let config = ProviderConfig::from_config(init.get_config())?;
         info!(config = ?config.graph, projection = ?config.projection, "graph provider configured");
-        let projection = config.projection.clone();
         let _ = self.config.set(config);
-        if let Some(cfg) = projection {
-            let me = self.clone();
-            let task = tokio::spawn(async move {
-                let (store, graph) = loop {
-                    let nats = get_connection().nats.as_ref().clone();
-                    match (EventStore::open(nats).await, me.graph().await) {
-                        (Ok(store), Ok(graph)) => break (store, graph),
-                        (Err(e), _) | (_, Err(e)) => {
-                            warn!(error = %e, "graph projection waiting for its store and graph");
-                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                        }
-                    }
-                };
-                projection::run(store, graph, cfg).await;
-            });
-            *self.projection.lock().await = Some(task);
-        }
         Ok(())
     }
 
