@@ -161,3 +161,31 @@ impl EventLog for MemoryLog {
         Ok(sealed)
     }
 }
+
+/// Runs `steps` (command name, JSON payload) against entity `kind/id` through the full
+/// [`crate::handle_command`] pipeline on `log`; returns every stored event. Command `i` gets
+/// the envelope id `cmd-<id>-<i>` and the timestamp `1000 + i`. Panics on a refused command
+/// (this is for building realistic histories in tests and benchmarks).
+pub fn run_commands<A: Aggregate>(
+    log: &mut impl EventLog,
+    kind: &str,
+    id: &str,
+    steps: &[(&str, &str)],
+) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    for (i, (name, json)) in steps.iter().enumerate() {
+        let req = crate::CommandRequest {
+            kind: kind.into(),
+            id: id.into(),
+            name: (*name).into(),
+            payload: json.as_bytes().to_vec(),
+            expected_version: None,
+            meta: crate::Envelope::originating(format!("cmd-{id}-{i}"), 1_000 + i as u64),
+        };
+        match crate::handle_command::<A>(log, req) {
+            Ok(events) => out.extend(events),
+            Err(e) => panic!("{kind}/{id} {name}: {e}"),
+        }
+    }
+    out
+}

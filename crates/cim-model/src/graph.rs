@@ -329,29 +329,7 @@ mod tests {
     use super::*;
     use crate::document::Document;
     use crate::package::Package;
-    use cim_domain::testing::MemoryLog;
-    use cim_domain::{handle_command, CommandRequest, Envelope};
-
-    fn run<A: cim_domain::Aggregate>(
-        log: &mut MemoryLog,
-        kind: &str,
-        id: &str,
-        steps: &[(&str, &str)],
-    ) -> Vec<RecordedEvent> {
-        let mut out = Vec::new();
-        for (i, (name, json)) in steps.iter().enumerate() {
-            let req = CommandRequest {
-                kind: kind.into(),
-                id: id.into(),
-                name: (*name).into(),
-                payload: json.as_bytes().to_vec(),
-                expected_version: None,
-                meta: Envelope::originating(format!("cmd-{id}-{i}"), 1_000 + i as u64),
-            };
-            out.extend(handle_command::<A>(log, req).unwrap());
-        }
-        out
-    }
+    use cim_domain::testing::{run_commands, MemoryLog};
 
     fn has_edge(d: &GraphDelta, from: &str, rel: &str, to_label: &str, to: &str) -> bool {
         d.edges
@@ -362,7 +340,7 @@ mod tests {
     #[test]
     fn every_event_is_a_node_in_its_chain_with_its_causes() {
         let mut log = MemoryLog::new();
-        let events = run::<Document>(
+        let events = run_commands::<Document>(
             &mut log,
             "document",
             "d1",
@@ -444,7 +422,7 @@ mod tests {
             ("DeployContainer", r#"{"host":"host-x","container":"hello"}"#.to_string()),
         ];
         let steps: Vec<(&str, &str)> = steps.iter().map(|(n, j)| (*n, j.as_str())).collect();
-        let events = run::<Package>(&mut log, "package", "hello", &steps);
+        let events = run_commands::<Package>(&mut log, "package", "hello", &steps);
         let mut all = GraphDelta::default();
         events.iter().for_each(|e| all.extend(project(e)));
         let p = "package/hello";

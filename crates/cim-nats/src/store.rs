@@ -90,6 +90,15 @@ pub const DEFAULT_OFFLOAD_ABOVE: usize = 64 * 1024;
 /// their first event with a binary search ([`EventStore::read`]).
 const SCAN_FROM_START: u64 = 32;
 
+/// The consumer filter fields for `filters`: one filter goes to `filter_subject` (every server
+/// version understands it), several to `filter_subjects` (nats-server 2.10+).
+pub fn subject_filters(filters: &[String]) -> (String, Vec<String>) {
+    match filters {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    }
+}
+
 /// Encodes an event as message headers and body.
 pub fn encode(ev: &RecordedEvent) -> (HeaderMap, Bytes) {
     let mut h = HeaderMap::new();

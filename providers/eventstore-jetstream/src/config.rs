@@ -170,12 +170,7 @@ fn is_event_filter(filter: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use cim_provider::config_map as cfg;
 
     #[test]
     fn defaults_subscribe_to_everything_with_a_stable_durable() {

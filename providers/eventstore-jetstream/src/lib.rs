@@ -28,26 +28,17 @@ pub mod subscription;
 pub use provider::EventStoreProvider;
 
 use anyhow::Context as _;
-use wasmcloud_provider_sdk::{get_connection, run_provider, serve_provider_exports};
 
-/// Runs the provider: reads the host data from stdin, joins the lattice, serves
-/// `cim:ecs/eventstore` ([`serve`]: parameters decoded per invocation, under a deadline) until
-/// the host asks it to stop.
+/// Runs the provider until the host asks it to stop.
 pub async fn run() -> anyhow::Result<()> {
-    let provider = EventStoreProvider::default();
-    let shutdown = run_provider(provider.clone(), "eventstore-jetstream")
-        .await
-        .context("failed to start the provider")?;
-    let connection = get_connection();
-    provider
-        .store()
-        .await
-        .context("failed to open the event store")?;
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await
-        .context("failed to create the wRPC client")?;
-    serve_provider_exports(&wrpc, provider, shutdown, serve::exports)
-        .await
-        .context("provider exports stopped with an error")
+    cim_provider::run(
+        EventStoreProvider::default(),
+        "eventstore-jetstream",
+        |p| async move {
+            p.store().await.context("failed to open the event store")?;
+            Ok(())
+        },
+        serve::exports,
+    )
+    .await
 }

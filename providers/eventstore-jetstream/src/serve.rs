@@ -14,12 +14,12 @@ pub const INSTANCE: &str = "cim:ecs/eventstore@0.1.0";
 /// The invocation streams of every `cim:ecs/eventstore` function, for
 /// [`wasmcloud_provider_sdk::serve_provider_exports`].
 pub async fn exports(
-    wrpc: &WrpcClient,
+    wrpc: WrpcClient,
     provider: EventStoreProvider,
 ) -> anyhow::Result<InvocationStreams> {
     let p = provider.clone();
     let append = function(
-        wrpc,
+        &wrpc,
         INSTANCE,
         "append",
         move |cx, (entity, expected, events)| {
@@ -29,18 +29,18 @@ pub async fn exports(
     )
     .await?;
     let p = provider.clone();
-    let read = function(wrpc, INSTANCE, "read", move |cx, (entity, from, max)| {
+    let read = function(&wrpc, INSTANCE, "read", move |cx, (entity, from, max)| {
         let p = p.clone();
         async move { Ok((p.read(cx, entity, from, max).await?,)) }
     })
     .await?;
     let p = provider.clone();
-    let load = function(wrpc, INSTANCE, "load-snapshot", move |cx, (entity,)| {
+    let load = function(&wrpc, INSTANCE, "load-snapshot", move |cx, (entity,)| {
         let p = p.clone();
         async move { Ok((p.load_snapshot(cx, entity).await?,)) }
     })
     .await?;
-    let save = function(wrpc, INSTANCE, "save-snapshot", move |cx, (snap,)| {
+    let save = function(&wrpc, INSTANCE, "save-snapshot", move |cx, (snap,)| {
         let p = provider.clone();
         async move { Ok((p.save_snapshot(cx, snap).await?,)) }
     })

@@ -43,10 +43,7 @@ where
 
 /// The consumer configuration of a subscription.
 pub fn consumer_config(target: &str, cfg: &SubscriptionConfig) -> pull::Config {
-    let (filter_subject, filter_subjects) = match cfg.filters.as_slice() {
-        [one] => (one.clone(), Vec::new()),
-        many => (String::new(), many.to_vec()),
-    };
+    let (filter_subject, filter_subjects) = cim_nats::store::subject_filters(&cfg.filters);
     pull::Config {
         durable_name: Some(cfg.durable.clone()),
         filter_subject,

@@ -167,12 +167,7 @@ impl ProviderConfig {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use cim_provider::config_map as cfg;
 
     #[test]
     fn reads_the_password_from_a_file_and_never_shows_it() {

@@ -25,22 +25,16 @@ mod serve;
 
 pub use provider::GraphProvider;
 
-use anyhow::Context as _;
-use wasmcloud_provider_sdk::{get_connection, run_provider, serve_provider_exports};
-
 /// Runs the provider until the host asks it to stop.
 pub async fn run() -> anyhow::Result<()> {
-    let provider = GraphProvider::default();
-    let shutdown = run_provider(provider.clone(), "graph-neo4j")
-        .await
-        .context("failed to start the provider")?;
-    provider.start_projection().await;
-    let connection = get_connection();
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await
-        .context("failed to create the wRPC client")?;
-    serve_provider_exports(&wrpc, provider, shutdown, serve::exports)
-        .await
-        .context("provider exports stopped with an error")
+    cim_provider::run(
+        GraphProvider::default(),
+        "graph-neo4j",
+        |p| async move {
+            p.start_projection().await;
+            Ok(())
+        },
+        serve::exports,
+    )
+    .await
 }

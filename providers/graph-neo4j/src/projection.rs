@@ -38,10 +38,7 @@ const RETRY: Duration = Duration::from_secs(2);
 
 /// The consumer configuration of the projection.
 pub fn consumer_config(cfg: &ProjectionConfig) -> pull::Config {
-    let (filter_subject, filter_subjects) = match cfg.subjects.as_slice() {
-        [one] => (one.clone(), Vec::new()),
-        many => (String::new(), many.to_vec()),
-    };
+    let (filter_subject, filter_subjects) = cim_nats::store::subject_filters(&cfg.subjects);
     pull::Config {
         durable_name: Some(cfg.durable.clone()),
         filter_subject,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cim_domain::testing::MemoryLog;
-use cim_domain::{handle_command, Aggregate, CommandRequest, Envelope, NewEvent, RecordedEvent};
+use cim_domain::testing::{run_commands, MemoryLog};
+use cim_domain::{Aggregate, EntityRef, NewEvent, RecordedEvent};
 use cim_graph::{Graph, GraphConfig, Value};
 use cim_model::document::Document;
 use cim_model::package::Package;
@@ -18,46 +18,45 @@ use graph_neo4j::projection;
 const OUT: &str = "/nix/store/0c3l1r9ga2xj3y8ds7h7bbx5mv0mr8ls-hello-1.0";
 const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
 
-/// Runs commands through the real aggregate and stores the resulting events.
+/// Runs commands through the real aggregate and stores the resulting events in JetStream.
 async fn drive<A: Aggregate>(
     store: &EventStore,
     kind: &str,
     id: &str,
     steps: &[(&str, String)],
 ) -> Vec<RecordedEvent> {
+    let steps: Vec<(&str, &str)> = steps.iter().map(|(n, j)| (*n, j.as_str())).collect();
+    // The aggregate decides against the store's own history, so ids and versions line up.
     let mut log = MemoryLog::new();
-    let mut all = Vec::new();
-    for (i, (name, json)) in steps.iter().enumerate() {
-        let req = CommandRequest {
-            kind: kind.into(),
-            id: id.into(),
-            name: (*name).into(),
-            payload: json.as_bytes().to_vec(),
-            expected_version: None,
-            meta: Envelope::originating(format!("cmd-{id}-{i}"), 1_000 + i as u64),
-        };
-        let events = handle_command::<A>(&mut log, req).unwrap();
-        let at = events[0].version - 1;
-        let stored = store
-            .append(
-                &events[0].entity,
-                at,
-                events
-                    .iter()
-                    .map(|e| NewEvent {
-                        name: e.name.clone(),
-                        schema_version: e.schema_version,
-                        payload: e.payload.clone(),
-                        meta: e.meta.clone(),
-                    })
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(stored, events);
-        all.extend(stored);
+    for ev in store
+        .read(&EntityRef::new(kind, id).unwrap(), 1, 4096)
+        .await
+        .unwrap()
+    {
+        log.events_mut(&ev.entity.clone()).push(ev);
     }
-    all
+    let events = run_commands::<A>(&mut log, kind, id, &steps);
+    let Some(first) = events.first() else {
+        return events;
+    };
+    let stored = store
+        .append(
+            &first.entity,
+            first.version - 1,
+            events
+                .iter()
+                .map(|e| NewEvent {
+                    name: e.name.clone(),
+                    schema_version: e.schema_version,
+                    payload: e.payload.clone(),
+                    meta: e.meta.clone(),
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, events);
+    stored
 }
 
 fn package_steps() -> Vec<(&'static str, String)> {

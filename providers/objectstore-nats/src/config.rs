@@ -78,12 +78,7 @@ impl ObjectStoreConfig {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use cim_provider::config_map as cfg;
 
     #[test]
     fn defaults_keep_objects_immutable() {

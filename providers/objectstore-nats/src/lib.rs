@@ -25,24 +25,19 @@ mod serve;
 pub use provider::ObjectStoreProvider;
 
 use anyhow::Context as _;
-use wasmcloud_provider_sdk::{get_connection, run_provider, serve_provider_exports};
 
 /// Runs the provider until the host asks it to stop.
 pub async fn run() -> anyhow::Result<()> {
-    let provider = ObjectStoreProvider::default();
-    let shutdown = run_provider(provider.clone(), "objectstore-nats")
-        .await
-        .context("failed to start the provider")?;
-    let connection = get_connection();
-    provider
-        .store()
-        .await
-        .context("failed to open the object bucket")?;
-    let wrpc = connection
-        .get_wrpc_client(connection.provider_key())
-        .await
-        .context("failed to create the wRPC client")?;
-    serve_provider_exports(&wrpc, provider, shutdown, serve::exports)
-        .await
-        .context("provider exports stopped with an error")
+    cim_provider::run(
+        ObjectStoreProvider::default(),
+        "objectstore-nats",
+        |p| async move {
+            p.store()
+                .await
+                .context("failed to open the object bucket")?;
+            Ok(())
+        },
+        serve::exports,
+    )
+    .await
 }

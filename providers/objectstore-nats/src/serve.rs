@@ -11,28 +11,28 @@ pub const INSTANCE: &str = "cim:ecs/objectstore@0.1.0";
 
 /// The invocation streams of every `cim:ecs/objectstore` function.
 pub async fn exports(
-    wrpc: &WrpcClient,
+    wrpc: WrpcClient,
     provider: ObjectStoreProvider,
 ) -> anyhow::Result<InvocationStreams> {
     let p = provider.clone();
-    let put = function(wrpc, INSTANCE, "put", move |cx, (data, media_type)| {
+    let put = function(&wrpc, INSTANCE, "put", move |cx, (data, media_type)| {
         let p = p.clone();
         async move { Ok((p.put(cx, data, media_type).await?,)) }
     })
     .await?;
     let p = provider.clone();
-    let get = function(wrpc, INSTANCE, "get", move |cx, (id,)| {
+    let get = function(&wrpc, INSTANCE, "get", move |cx, (id,)| {
         let p = p.clone();
         async move { Ok((p.get(cx, id).await?,)) }
     })
     .await?;
     let p = provider.clone();
-    let stat = function(wrpc, INSTANCE, "stat", move |cx, (id,)| {
+    let stat = function(&wrpc, INSTANCE, "stat", move |cx, (id,)| {
         let p = p.clone();
         async move { Ok((p.stat(cx, id).await?,)) }
     })
     .await?;
-    let delete = function(wrpc, INSTANCE, "delete", move |cx, (id,)| {
+    let delete = function(&wrpc, INSTANCE, "delete", move |cx, (id,)| {
         let p = provider.clone();
         async move { Ok((p.delete(cx, id).await?,)) }
     })
