@@ -52,21 +52,7 @@ fn main() -> anyhow::Result<()> {
         ],
     )?;
     let out = "/nix/store/0c3l1r9ga2xj3y8ds7h7bbx5mv0mr8ls-hello-1.0";
-    drive(
-        "package",
-        "hello",
-        &[
-            ("SubmitCommit", r#"{"repository":"file:///src/hello","commit":"0123456789abcdef0123456789abcdef01234567","branch":"main","author":"ada"}"#.into()),
-            ("OpenPullRequest", r#"{"number":1,"title":"Add hello"}"#.into()),
-            ("ApprovePullRequest", r#"{"reviewer":"grace"}"#.into()),
-            ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"packages.x86_64-linux.default"}"#.into()),
-            ("RecordBuildSuccess", format!(r#"{{"out_paths":["{out}"],"nar_hash":"sha256-0000","log_cid":null}}"#)),
-            ("PublishPackage", format!(r#"{{"store_path":"{out}","package_cid":"{content}"}}"#)),
-            ("ConfigurePackage", r#"{"name":"hello","version":"1.0.0"}"#.into()),
-            ("CreateContext", r#"{"context":"production"}"#.into()),
-            ("AddConfiguration", r#"{"key":"port","value":"8080"}"#.into()),
-            ("DeployContainer", r#"{"host":"host-x","container":"hello"}"#.into()),
-        ],
-    )?;
+    let steps = cim_model::package::example_pipeline(out, &content, "host-x", false);
+    drive("package", "hello", &steps)?;
     Ok(())
 }

@@ -90,18 +90,7 @@ async fn the_cim_runs_on_a_real_lattice() {
     // --- A package from commit to deployed container.
     eprintln!("e2e: A package from commit to deployed container");
     let out = "/nix/store/0c3l1r9ga2xj3y8ds7h7bbx5mv0mr8ls-hello-1.0";
-    let pipeline = [
-        ("SubmitCommit", r#"{"repository":"file:///src/hello","commit":"0123456789abcdef0123456789abcdef01234567","branch":"main","author":"ada"}"#.to_string()),
-        ("OpenPullRequest", r#"{"number":1,"title":"hello"}"#.to_string()),
-        ("ApprovePullRequest", r#"{"reviewer":"grace"}"#.to_string()),
-        ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.to_string()),
-        ("RecordBuildSuccess", format!(r#"{{"out_paths":["{out}"],"nar_hash":"sha256-x","log_cid":null}}"#)),
-        ("PublishPackage", format!(r#"{{"store_path":"{out}","package_cid":"{CONTENT}"}}"#)),
-        ("ConfigurePackage", r#"{"name":"hello","version":"1.0.0"}"#.to_string()),
-        ("CreateContext", r#"{"context":"production"}"#.to_string()),
-        ("AddConfiguration", r#"{"key":"port","value":"8080"}"#.to_string()),
-        ("DeployContainer", r#"{"host":"host-x","container":"hello"}"#.to_string()),
-    ];
+    let pipeline = cim_model::package::example_pipeline(out, CONTENT, "host-x", false);
     for (name, json) in &pipeline {
         send(&nats, &l, "package", "hello", name, json, None)
             .await

@@ -407,20 +407,12 @@ mod tests {
     fn packages_link_builds_store_paths_and_deployments() {
         let out = "/nix/store/0c3l1r9ga2xj3y8ds7h7bbx5mv0mr8ls-hello-1.0";
         let mut log = MemoryLog::new();
-        let steps = [
-            ("SubmitCommit", r#"{"repository":"file:///src/hello","commit":"0123456789abcdef0123456789abcdef01234567","branch":"main","author":"ada"}"#.to_string()),
-            ("OpenPullRequest", r#"{"number":1,"title":"hello"}"#.to_string()),
-            ("ApprovePullRequest", r#"{"reviewer":"grace"}"#.to_string()),
-            ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.to_string()),
-            ("RecordBuildFailure", r#"{"error":"boom","log_cid":null}"#.to_string()),
-            ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.to_string()),
-            ("RecordBuildSuccess", format!(r#"{{"out_paths":["{out}"],"nar_hash":"sha256-x","log_cid":null}}"#)),
-            ("PublishPackage", format!(r#"{{"store_path":"{out}","package_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"}}"#)),
-            ("ConfigurePackage", r#"{"name":"hello","version":"1.0.0"}"#.to_string()),
-            ("CreateContext", r#"{"context":"production"}"#.to_string()),
-            ("AddConfiguration", r#"{"key":"port","value":"8080"}"#.to_string()),
-            ("DeployContainer", r#"{"host":"host-x","container":"hello"}"#.to_string()),
-        ];
+        let steps = crate::package::example_pipeline(
+            out,
+            "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+            "host-x",
+            true,
+        );
         let steps: Vec<(&str, &str)> = steps.iter().map(|(n, j)| (*n, j.as_str())).collect();
         let events = run_commands::<Package>(&mut log, "package", "hello", &steps);
         let mut all = GraphDelta::default();

@@ -494,6 +494,62 @@ impl Aggregate for Package {
     }
 }
 
+/// A complete commit → deployment command sequence for the example package `hello` (the
+/// seed 002 story), for demos, examples and tests: `out` is the built store path, `package_cid`
+/// the published package's CID, `host` where it is deployed. With `failed_build_first`, the
+/// first build fails and is retried (attempt 2 succeeds).
+pub fn example_pipeline(
+    out: &str,
+    package_cid: &str,
+    host: &str,
+    failed_build_first: bool,
+) -> Vec<(&'static str, String)> {
+    let build = (
+        "RequestBuild",
+        r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.to_string(),
+    );
+    let mut steps = vec![
+        (
+            "SubmitCommit",
+            r#"{"repository":"file:///src/hello","commit":"0123456789abcdef0123456789abcdef01234567","branch":"main","author":"ada"}"#.to_string(),
+        ),
+        ("OpenPullRequest", r#"{"number":1,"title":"hello"}"#.to_string()),
+        ("ApprovePullRequest", r#"{"reviewer":"grace"}"#.to_string()),
+        build.clone(),
+    ];
+    if failed_build_first {
+        steps.push((
+            "RecordBuildFailure",
+            r#"{"error":"boom","log_cid":null}"#.to_string(),
+        ));
+        steps.push(build);
+    }
+    steps.extend([
+        (
+            "RecordBuildSuccess",
+            format!(r#"{{"out_paths":["{out}"],"nar_hash":"sha256-x","log_cid":null}}"#),
+        ),
+        (
+            "PublishPackage",
+            format!(r#"{{"store_path":"{out}","package_cid":"{package_cid}"}}"#),
+        ),
+        (
+            "ConfigurePackage",
+            r#"{"name":"hello","version":"1.0.0"}"#.to_string(),
+        ),
+        ("CreateContext", r#"{"context":"production"}"#.to_string()),
+        (
+            "AddConfiguration",
+            r#"{"key":"port","value":"8080"}"#.to_string(),
+        ),
+        (
+            "DeployContainer",
+            format!(r#"{{"host":"{host}","container":"hello"}}"#),
+        ),
+    ]);
+    steps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,20 +60,7 @@ async fn drive<A: Aggregate>(
 }
 
 fn package_steps() -> Vec<(&'static str, String)> {
-    vec![
-        ("SubmitCommit", r#"{"repository":"file:///src/hello","commit":"0123456789abcdef0123456789abcdef01234567","branch":"main","author":"ada"}"#.into()),
-        ("OpenPullRequest", r#"{"number":1,"title":"hello"}"#.into()),
-        ("ApprovePullRequest", r#"{"reviewer":"grace"}"#.into()),
-        ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.into()),
-        ("RecordBuildFailure", r#"{"error":"boom","log_cid":null}"#.into()),
-        ("RequestBuild", r#"{"flake_ref":"path:/src/hello","attribute":"default"}"#.into()),
-        ("RecordBuildSuccess", format!(r#"{{"out_paths":["{OUT}"],"nar_hash":"sha256-x","log_cid":null}}"#)),
-        ("PublishPackage", format!(r#"{{"store_path":"{OUT}","package_cid":"{CONTENT}"}}"#)),
-        ("ConfigurePackage", r#"{"name":"hello","version":"1.0.0"}"#.into()),
-        ("CreateContext", r#"{"context":"production"}"#.into()),
-        ("AddConfiguration", r#"{"key":"port","value":"8080"}"#.into()),
-        ("DeployContainer", r#"{"host":"host-x","container":"hello"}"#.into()),
-    ]
+    cim_model::package::example_pipeline(OUT, CONTENT, "host-x", true)
 }
 
 fn document_steps() -> Vec<(&'static str, String)> {
