@@ -127,35 +127,53 @@ pub fn decode(
     headers: &HeaderMap,
     payload: &[u8],
 ) -> Result<RecordedEvent, EcsError> {
-    let bad =
-        |m: String| EcsError::Unavailable(format!("malformed event message on {subject}: {m}"));
-    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
-    let need = |name: &str| get(name).ok_or_else(|| bad(format!("missing header {name}")));
-    let cid = |text: String| Cid::try_from(text.as_str()).map_err(|e| bad(format!("{text}: {e}")));
-    let entity = match subject.parse::<Subject>() {
-        Ok(Subject::Event(e)) => e,
-        _ => return Err(bad("not an event subject".into())),
+    match subject.parse::<Subject>() {
+        Ok(Subject::Event(entity)) => decode_for(entity, headers, payload),
+        _ => Err(EcsError::Unavailable(format!(
+            "malformed event message on {subject}: not an event subject"
+        ))),
+    }
+}
+
+/// Decodes a message of `entity`'s stream (the subject already known): the hot path of reads,
+/// so header names are static and nothing is copied that is parsed anyway.
+pub fn decode_for(
+    entity: EntityRef,
+    headers: &HeaderMap,
+    payload: &[u8],
+) -> Result<RecordedEvent, EcsError> {
+    use async_nats::header::HeaderName;
+    let bad = |m: String| {
+        EcsError::Unavailable(format!(
+            "malformed event message on {}: {m}",
+            Subject::event(&entity)
+        ))
+    };
+    let get = |name: &'static str| {
+        headers
+            .get(HeaderName::from_static(name))
+            .map(|v| v.as_str())
+    };
+    let need = |name: &'static str| get(name).ok_or_else(|| bad(format!("missing header {name}")));
+    let cid = |text: &str| Cid::try_from(text).map_err(|e| bad(format!("{text}: {e}")));
+    let number = |name: &'static str| -> Result<u64, EcsError> {
+        need(name)?.parse().map_err(|e| bad(format!("{name}: {e}")))
     };
     Ok(RecordedEvent {
         cid: cid(need(header::CID)?)?,
         previous: get(header::PREVIOUS).map(cid).transpose()?,
-        entity,
-        version: need(header::VERSION)?
-            .parse()
-            .map_err(|e| bad(format!("version: {e}")))?,
-        name: Token::parse("event name", &need(header::EVENT)?).map_err(|e| bad(e.to_string()))?,
-        schema_version: need(header::SCHEMA)?
-            .parse()
+        version: number(header::VERSION)?,
+        name: Token::parse("event name", need(header::EVENT)?).map_err(|e| bad(e.to_string()))?,
+        schema_version: u32::try_from(number(header::SCHEMA)?)
             .map_err(|e| bad(format!("schema: {e}")))?,
         payload: payload.to_vec(),
         meta: Envelope {
-            id: need(header::MESSAGE_ID)?,
-            correlation_id: need(header::CORRELATION_ID)?,
-            causation_id: get(header::CAUSATION_ID),
-            occurred_at_ms: need(header::OCCURRED_AT)?
-                .parse()
-                .map_err(|e| bad(format!("occurred-at: {e}")))?,
+            id: need(header::MESSAGE_ID)?.to_owned(),
+            correlation_id: need(header::CORRELATION_ID)?.to_owned(),
+            causation_id: get(header::CAUSATION_ID).map(str::to_owned),
+            occurred_at_ms: number(header::OCCURRED_AT)?,
         },
+        entity,
     })
 }
 
@@ -289,10 +307,23 @@ impl EventStore {
         headers: &HeaderMap,
         payload: &[u8],
     ) -> Result<RecordedEvent, EcsError> {
-        let mut ev = decode(subject, headers, payload)?;
-        if let Some(cid) = headers.get(header::PAYLOAD_CID) {
+        let ev = decode(subject, headers, payload)?;
+        self.resolve_payload(ev, headers).await
+    }
+
+    /// Fetches an offloaded payload (if the message names one) into `ev`.
+    async fn resolve_payload(
+        &self,
+        mut ev: RecordedEvent,
+        headers: &HeaderMap,
+    ) -> Result<RecordedEvent, EcsError> {
+        let name = async_nats::header::HeaderName::from_static(header::PAYLOAD_CID);
+        if let Some(cid) = headers.get(name) {
             let cid = Cid::try_from(cid.as_str()).map_err(|e| {
-                EcsError::Unavailable(format!("malformed event message on {subject}: {e}"))
+                EcsError::Unavailable(format!(
+                    "malformed event message on {}: {e}",
+                    Subject::event(&ev.entity)
+                ))
             })?;
             ev.payload = self.objects.get(&cid).await.map_err(|e| {
                 EcsError::Unavailable(format!(
@@ -591,25 +622,25 @@ impl EventStore {
             ChainVerifier::partial()
         };
         let mut out = Vec::new();
+        let no_headers = HeaderMap::new();
         loop {
             let next = tokio::time::timeout(ACK_TIMEOUT, messages.next())
                 .await
                 .map_err(|_| EcsError::Unavailable("reading events timed out".into()))?;
             let Some(msg) = next else { break };
             let msg = msg.map_err(|e| unavailable("reading events", e))?;
-            let sequence = msg
-                .info()
-                .map_err(|e| unavailable("reading event metadata", e))?
-                .stream_sequence;
-            let headers = msg.headers.clone().unwrap_or_default();
-            let ev = self.decode_stored(&subject, &headers, &msg.payload).await?;
-            if ev.version >= from {
+            let headers = msg.headers.as_ref().unwrap_or(&no_headers);
+            let ev = decode_for(entity.clone(), headers, &msg.payload)?;
+            let ev = self.resolve_payload(ev, headers).await?;
+            let version = ev.version;
+            if version >= from {
                 verifier.push(&ev).map_err(|e| {
                     EcsError::Unavailable(format!("event chain of {entity} is corrupt: {e}"))
                 })?;
                 out.push(ev);
             }
-            if out.len() >= max as usize || sequence >= head.sequence {
+            // The head was read first: once its version is reached, the page is complete.
+            if out.len() >= max as usize || version >= head.event.version {
                 break;
             }
         }
