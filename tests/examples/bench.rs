@@ -31,6 +31,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let lattice = TestLattice::start().await?;
+    let outcome = run(&lattice).await;
+    if outcome.is_err() {
+        eprintln!("host log (last lines):\n{}", lattice.log_tail("host", 80));
+    }
+    outcome
+}
+
+async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
     let nats = lattice.nats().await?;
     let js = jetstream::new(nats.clone());
     let l = lattice.cli.lattice().to_owned();
