@@ -79,6 +79,15 @@ impl Lattice {
     }
 }
 
+/// `pid N`, or `pid N, already running` when `cim up` found the daemon running.
+fn daemon_detail(pid: u32, started: bool) -> String {
+    if started {
+        format!("pid {pid}")
+    } else {
+        format!("pid {pid}, already running")
+    }
+}
+
 fn step(n: usize, total: usize, what: &str) -> Instant {
     eprintln!("[{n}/{total}] {what}");
     Instant::now()
@@ -252,13 +261,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         })?,
     )?;
     let client = ctx.connect().await?;
-    done(
-        t,
-        &format!(
-            "pid {pid}{}",
-            if started { "" } else { ", already running" }
-        ),
-    );
+    done(t, &daemon_detail(pid, started));
 
     let t = step(
         3,
@@ -280,9 +283,9 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     done(
         t,
         &format!(
-            "bolt://127.0.0.1:{} (pid {pid}{})",
+            "bolt://127.0.0.1:{} ({})",
             graph_ports.bolt,
-            if started { "" } else { ", already running" }
+            daemon_detail(pid, started)
         ),
     );
 
@@ -301,13 +304,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         wadm::answers(&client, &lattice)
     })
     .await?;
-    done(
-        t,
-        &format!(
-            "pid {pid}{}",
-            if started { "" } else { ", already running" }
-        ),
-    );
+    done(t, &daemon_detail(pid, started));
 
     let t = step(5, STEPS, "wasmCloud host (wasmcloud-host 0.27.1)");
     let (pid, started) = host.ensure(
@@ -349,13 +346,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         },
     )
     .await?;
-    done(
-        t,
-        &format!(
-            "pid {pid}{}",
-            if started { "" } else { ", already running" }
-        ),
-    );
+    done(t, &daemon_detail(pid, started));
 
     let t = step(
         6,
