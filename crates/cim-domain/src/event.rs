@@ -194,6 +194,29 @@ impl RecordedEvent {
             self.previous.as_ref(),
         )
     }
+
+    /// Checks what can be checked about a single event on its own: a version from 1, a
+    /// previous CID exactly when the version is above 1, and a CID that matches the content.
+    /// Systems that receive events from outside the store (reactors, projections) call this
+    /// before acting on one; chains are checked with [`crate::ChainVerifier`].
+    pub fn verify_self(&self) -> Result<(), crate::EcsError> {
+        let invalid =
+            |m: String| crate::EcsError::Invalid(format!("{} v{}: {m}", self.entity, self.version));
+        if self.version == 0 {
+            return Err(invalid("versions start at 1".into()));
+        }
+        if (self.version == 1) != self.previous.is_none() {
+            return Err(invalid("only version 1 has no previous event".into()));
+        }
+        match self.computed_cid() {
+            Ok(cid) if cid == self.cid => Ok(()),
+            Ok(cid) => Err(invalid(format!(
+                "CID {} does not match the content (which hashes to {cid})",
+                self.cid
+            ))),
+            Err(e) => Err(invalid(e.to_string())),
+        }
+    }
 }
 
 /// Serde helpers that write CIDs as their canonical strings (for JSON and headers).

@@ -135,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     tokio::select! {
         stopped = host.stopped() => { stopped.context("host stopped unexpectedly")?; }
-        signal = shutdown_signal() => {
+        signal = cim_process::shutdown_signal() => {
             signal?;
             info!("stop signal received, stopping host");
         }
@@ -144,17 +144,6 @@ async fn main() -> anyhow::Result<()> {
     if let Err(e) = shutdown.await {
         warn!(error = %e, "host shutdown reported an error");
         return Err(e);
-    }
-    Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM (what `cim down`, systemd and container runtimes send).
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("failed to listen for SIGINT")?,
-        _ = term.recv() => {}
     }
     Ok(())
 }

@@ -81,7 +81,11 @@ pub fn audit_record(event: &RecordedEvent) -> NewEvent {
 }
 
 /// Audits `event` (and any earlier events of its entity the trail is missing) into `log`.
+///
+/// A delivered event whose version or CID does not hold up ([`RecordedEvent::verify_self`]) is
+/// `invalid`: nothing is recorded for it.
 pub fn audit(log: &mut impl EventLog, event: &RecordedEvent) -> Result<Audited, EcsError> {
+    event.verify_self()?;
     if event.entity.kind.as_str().starts_with(AUDIT_KIND_PREFIX) {
         return Ok(Audited::Skipped);
     }
@@ -243,6 +247,29 @@ mod tests {
             "{err}"
         );
         assert_eq!(trail(&log).len(), 1);
+    }
+
+    #[test]
+    fn forged_or_impossible_events_are_invalid_and_record_nothing() {
+        let mut log = MemoryLog::new();
+        let events = write(&mut log, 2);
+        let forged = RecordedEvent {
+            payload: br#"{"tag":"forged"}"#.to_vec(),
+            ..events[1].clone()
+        };
+        let version_zero = RecordedEvent {
+            version: 0,
+            ..events[0].clone()
+        };
+        let no_previous = RecordedEvent {
+            previous: None,
+            ..events[1].clone()
+        };
+        for bad in [forged, version_zero, no_previous] {
+            let err = audit(&mut log, &bad).unwrap_err();
+            assert!(matches!(err, EcsError::Invalid(_)), "{err:?}");
+        }
+        assert!(trail(&log).is_empty());
     }
 
     #[test]

@@ -34,22 +34,11 @@ async fn main() -> anyhow::Result<()> {
                 Some(Err(e)) => anyhow::bail!("a wadm task panicked: {e}"),
             }
         }
-        signal = shutdown_signal() => {
+        signal = cim_process::shutdown_signal() => {
             signal?;
             info!("stop signal received, stopping wadm");
         }
     }
     tasks.shutdown().await;
-    Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM (what `cim down`, systemd and container runtimes send).
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("failed to listen for SIGINT")?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }

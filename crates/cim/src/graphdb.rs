@@ -94,13 +94,16 @@ pub fn password_file(state_dir: &Path) -> anyhow::Result<PathBuf> {
 /// Starts the graph server unless it runs; returns its ports, its pid and whether it started.
 pub fn ensure(state_dir: &Path, daemon: &Daemon) -> anyhow::Result<(GraphPorts, u32, bool)> {
     let ports_file = state_dir.join("graph.json");
-    if daemon.running().is_some() {
-        if let Ok(bytes) = std::fs::read(&ports_file) {
-            if let Ok(ports) = serde_json::from_slice::<GraphPorts>(&bytes) {
-                let pid = daemon.running().unwrap_or_default();
-                return Ok((ports, pid, false));
-            }
+    if let Some(pid) = daemon.running() {
+        let known = std::fs::read(&ports_file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<GraphPorts>(&bytes).ok());
+        if let Some(ports) = known {
+            return Ok((ports, pid, false));
         }
+        // Running, but where is unknown (graph.json lost): restart it on known ports rather
+        // than start a second server or hand out ports nobody listens on.
+        daemon.stop(std::time::Duration::from_secs(15))?;
     }
     let root = state_dir.join("graph");
     std::fs::create_dir_all(&root)?;

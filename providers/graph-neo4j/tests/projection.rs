@@ -154,7 +154,7 @@ async fn projects_answers_replays_and_resumes() {
         .connect("projection-test")
         .await
         .unwrap();
-    let store = EventStore::open(client).await.unwrap();
+    let store = EventStore::open(client.clone()).await.unwrap();
     let graph = Arc::new(
         Graph::connect(&GraphConfig {
             uri: graph_server.uri(),
@@ -168,6 +168,16 @@ async fn projects_answers_replays_and_resumes() {
     );
     let package = drive::<Package>(&store, "package", "hello", &package_steps()).await;
     let document = drive::<Document>(&store, "document", "d1", &document_steps()).await;
+
+    // A message written around the store, whose CID does not match its content.
+    let mut forged = document[0].clone();
+    forged.entity = EntityRef::new("document", "forged").unwrap();
+    let (headers, _) = cim_nats::store::encode(&forged);
+    client
+        .publish_with_headers("cim.evt.document.forged", headers, "{}".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
 
     let first = cfg("graph-test");
     let task = tokio::spawn(projection::run(store.clone(), graph.clone(), first.clone()));
@@ -212,6 +222,13 @@ async fn projects_answers_replays_and_resumes() {
     )
     .await;
     assert_eq!(chain, [document[0].cid.to_string()]);
+    let forged_nodes = texts(
+        &graph,
+        "MATCH (n) WHERE n.key = $k RETURN n.key AS key",
+        &[("k", "document/forged")],
+    )
+    .await;
+    assert!(forged_nodes.is_empty(), "a forged event is not projected");
     let before = snapshot(&graph).await;
 
     // A replay of every event (a second projection from the start) changes nothing.
