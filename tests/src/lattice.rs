@@ -28,6 +28,7 @@ impl TestLattice {
             &UpOptions {
                 nats_port: port,
                 manifest,
+                allow_flakes: None,
             },
         )
         .await
@@ -129,4 +130,35 @@ impl Drop for TestLattice {
             eprintln!("cim down failed: {e:#}");
         }
     }
+}
+
+/// Makes `dir` a git repository whose one commit (author `ada`) holds the test flake
+/// `tests/flakes/<flake>`; returns the commit hash.
+pub fn git_flake_repo(dir: &std::path::Path, flake: &str) -> anyhow::Result<String> {
+    let source = cim_testkit::workspace_root()
+        .join("tests/flakes")
+        .join(flake)
+        .join("flake.nix");
+    std::fs::create_dir_all(dir)?;
+    std::fs::copy(&source, dir.join("flake.nix"))
+        .with_context(|| format!("copying {}", source.display()))?;
+    let git = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=ada", "-c", "user.email=ada@example.com"])
+            .args(args)
+            .output()
+            .context("running git")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    git(&["init", "-q", "-b", "main"])?;
+    git(&["add", "flake.nix"])?;
+    git(&["commit", "-q", "-m", &format!("{flake}: first version")])?;
+    git(&["rev-parse", "HEAD"])
 }

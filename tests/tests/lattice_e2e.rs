@@ -12,6 +12,9 @@ use cim_model::audit::EventAudited;
 use cim_tests::lattice::TestLattice;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+#[path = "e2e/pipeline.rs"]
+mod pipeline;
+
 const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
 
 fn create_doc() -> String {
@@ -87,24 +90,12 @@ async fn the_cim_runs_on_a_real_lattice() {
     assert_eq!(doc.len(), 5);
     assert_eq!(doc[4].name.as_str(), "DocumentArchived");
 
-    // --- A package from commit to deployed container.
-    eprintln!("e2e: A package from commit to deployed container");
-    let out = "/nix/store/0c3l1r9ga2xj3y8ds7h7bbx5mv0mr8ls-hello-1.0";
-    let pipeline = cim_model::package::example_pipeline(out, CONTENT, "host-x", false);
-    for (name, json) in &pipeline {
-        send(&nats, &l, "package", "hello", name, json, None)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-    }
-    assert_eq!(
-        stored(&nats, "package", "hello")
-            .await
-            .last()
-            .unwrap()
-            .name
-            .as_str(),
-        "ContainerDeployed"
-    );
+    // --- Commits through the package pipeline: `cim pipeline submit` drives the human steps,
+    // the pipeline system builds with real Nix through the nix-build provider.
+    eprintln!("e2e: A commit through the pipeline to a deployed container, built by Nix");
+    pipeline::a_commit_is_built_published_and_deployed(&lattice).await;
+    eprintln!("e2e: A failing build and a repository outside the allow-list");
+    pipeline::failures_are_recorded_and_nothing_else(&lattice).await;
 
     // --- A stale expected version is a conflict and stores nothing.
     eprintln!("e2e: A stale expected version is a conflict and stores nothing");

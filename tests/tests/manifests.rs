@@ -56,17 +56,25 @@ async fn every_manifest_is_valid() {
 }
 
 #[test]
-fn local_and_published_manifests_differ_only_in_images_and_graph_connection() {
+fn local_and_published_manifests_differ_only_in_images_and_deployment_settings() {
     let root = cim_testkit::workspace_root().join("wadm");
     let strip = |text: String| -> Vec<String> {
         text.lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .filter(|l| !l.trim_start().starts_with("image:"))
-            // Where the graph database is and how to log in differ per deployment.
+            // Where the graph database is and how to log in, which repositories may be built
+            // and what the Nix sandbox lacks differ per deployment.
             .filter(|l| {
-                !["uri:", "user:", "password_file:", "database:"]
-                    .iter()
-                    .any(|k| l.trim_start().starts_with(k))
+                ![
+                    "uri:",
+                    "user:",
+                    "password_file:",
+                    "database:",
+                    "allowed_flake_refs:",
+                    "extra_sandbox_paths:",
+                ]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
             })
             .map(str::to_owned)
             .collect()

@@ -143,10 +143,19 @@ pub fn handle_command<A: Aggregate>(
                 name,
                 schema_version: A::schema_version(ev),
                 payload,
+                // Commands are not stored, so an event names what caused its command: the
+                // event a system reacted to (the command's causation, an event CID), or the
+                // command itself when it came from outside. The event's id keeps the
+                // command id either way (`<command id>-<n>`).
                 meta: Envelope {
                     id: format!("{}-{}", req.meta.id, i + 1),
                     correlation_id: req.meta.correlation_id.clone(),
-                    causation_id: Some(req.meta.id.clone()),
+                    causation_id: Some(
+                        req.meta
+                            .causation_id
+                            .clone()
+                            .unwrap_or_else(|| req.meta.id.clone()),
+                    ),
                     occurred_at_ms: req.meta.occurred_at_ms,
                 },
             })
@@ -224,6 +233,23 @@ mod tests {
         assert_eq!(second[0].meta.id, "c1-1");
         let (state, version) = rehydrate::<Counter>(&mut log, &entity("a")).unwrap();
         assert_eq!((state.0, version), (5, 2));
+    }
+
+    #[test]
+    fn events_of_a_reaction_are_caused_by_the_event_reacted_to() {
+        let mut log = MemoryLog::new();
+        let first =
+            handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":2}"#, None)).unwrap();
+        let mut reaction = req("a", "Add", r#"{"by":1}"#, None);
+        reaction.meta = Envelope {
+            id: "system-7".into(),
+            correlation_id: "c1".into(),
+            causation_id: Some(first[0].cid.to_string()),
+            occurred_at_ms: 2,
+        };
+        let second = handle_command::<Counter>(&mut log, reaction).unwrap();
+        assert_eq!(second[0].meta.causation_id, Some(first[0].cid.to_string()));
+        assert_eq!(second[0].meta.id, "system-7-1");
     }
 
     #[test]

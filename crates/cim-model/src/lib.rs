@@ -9,4 +9,5 @@ pub mod audit;
 pub mod document;
 pub mod graph;
 pub mod package;
+pub mod pipeline;
 mod rules;

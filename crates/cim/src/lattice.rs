@@ -24,6 +24,9 @@ pub struct UpOptions {
     pub nats_port: u16,
     /// The manifest to deploy.
     pub manifest: PathBuf,
+    /// Flake locations the pipeline may build (comma-separated); `None`: git repositories
+    /// under `<state dir>/repos`.
+    pub allow_flakes: Option<String>,
 }
 
 /// What `cim up` records about the running lattice.
@@ -107,11 +110,20 @@ fn done(started: Instant, detail: &str) {
 
 /// The capability providers `cim up` packs into archives: binary name and the environment
 /// variable that may point at another build of it.
-pub const PROVIDERS: [(&str, &str); 3] = [
+pub const PROVIDERS: [(&str, &str); 4] = [
     ("eventstore-jetstream", "CIM_EVENTSTORE_BIN"),
     ("objectstore-nats", "CIM_OBJECTSTORE_BIN"),
     ("graph-neo4j", "CIM_GRAPH_BIN"),
+    ("build-nix", "CIM_BUILD_BIN"),
 ];
+
+/// Where the local manifest names the flake locations the pipeline may build.
+pub const ALLOWED_FLAKES_PLACEHOLDER: &str = "CIM_ALLOWED_FLAKE_REFS";
+
+/// The directory of git repositories the local pipeline may build by default.
+pub fn repos_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("repos")
+}
 
 /// Directory of the `cim` executable, where cargo also puts `cim-host`, `wadm` and providers.
 fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -388,6 +400,13 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     done(t, &packed.join(", "));
 
     let t = step(8, STEPS, &format!("deploy {}", opts.manifest.display()));
+    let repos = repos_dir(&dir);
+    std::fs::create_dir_all(&repos)
+        .with_context(|| format!("cannot create {}", repos.display()))?;
+    let allowed_flakes = opts
+        .allow_flakes
+        .clone()
+        .unwrap_or_else(|| format!("git+file://{}", repos.display()));
     let template = std::fs::read_to_string(&opts.manifest)
         .with_context(|| format!("cannot read manifest {}", opts.manifest.display()))?;
     let rendered = content_addressed_refs(&unique_config_names(&template)?, &artifacts)?
@@ -398,7 +417,8 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         .replace(
             graphdb::PASSWORD_FILE_PLACEHOLDER,
             &graphdb::password_file(&dir)?.display().to_string(),
-        );
+        )
+        .replace(ALLOWED_FLAKES_PLACEHOLDER, &allowed_flakes);
     std::fs::write(dir.join("manifest.yaml"), &rendered)?;
     let app = app_name(&rendered)?;
     let version = wadm::put(&client, &lattice, &rendered).await?;

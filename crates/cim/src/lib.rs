@@ -7,6 +7,7 @@
 //! - [`events`]: an entity's stream with its CID chain verified.
 //! - [`graph`]: read-only Cypher and an export of the knowledge graph over wRPC.
 //! - `cim object put|get|stat`: the content-addressed object store over wRPC.
+//! - [`pipeline`]: a commit of a local git repository through the package pipeline.
 
 mod archive;
 mod call;
@@ -16,9 +17,11 @@ pub mod graph;
 mod graphdb;
 mod lattice;
 pub mod objects;
+pub mod pipeline;
 mod status;
 mod wadm;
 
+pub use archive::pack as pack_provider;
 pub use call::{call, call_and_print, command_for};
 pub use events::{print_events, read_events};
 pub use graph::graph_query;

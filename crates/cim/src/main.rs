@@ -31,6 +31,10 @@ enum Command {
         /// The wadm manifest to deploy (file:///CIM_ARTIFACTS/… refs are resolved locally).
         #[arg(long, default_value = "wadm/local/cim.wadm.yaml")]
         manifest: PathBuf,
+        /// Flake locations the pipeline may build, comma-separated (e.g.
+        /// `git+file:///home/me/src`); default: git repositories under `<state dir>/repos`.
+        #[arg(long)]
+        allow_flakes: Option<String>,
     },
     /// Stop the host, wadm and NATS started by `cim up` (state is kept).
     Down,
@@ -68,6 +72,24 @@ enum Command {
         #[command(subcommand)]
         command: ObjectCommand,
     },
+    /// Drive commits through the package pipeline (build with Nix, publish, deploy).
+    Pipeline {
+        #[command(subcommand)]
+        command: PipelineCommand,
+    },
+    /// Pack a provider binary into a provider archive (`<out-dir>/<name>.par.gz`), as `cim up`
+    /// does; for packaging (the flake's `<provider>-archive` packages).
+    Pack {
+        /// Provider name (the archive's name and the binary's name in it).
+        #[arg(long)]
+        name: String,
+        /// The provider executable.
+        #[arg(long)]
+        binary: PathBuf,
+        /// Directory the archive is written to.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
     /// Print an entity's events and verify its CID chain.
     Events {
         /// The entity as `<kind>/<id>`.
@@ -85,6 +107,34 @@ enum GraphCommand {
         /// Output format.
         #[arg(long, default_value = "dot", value_parser = ["dot", "json"])]
         format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Submit HEAD of a local git repository: review, Nix build by the lattice's pipeline,
+    /// publication, configuration and deployment, each step an event of the package.
+    Submit {
+        /// The repository's top directory (it must be within the pipeline's allowed flakes).
+        repo: PathBuf,
+        /// Package id (default: `<directory>-<12 hex digits of the commit>`).
+        #[arg(long)]
+        id: Option<String>,
+        /// Flake output attribute to build.
+        #[arg(long, default_value = "packages.x86_64-linux.default")]
+        attribute: String,
+        /// Who approves the pull request (not the commit's author).
+        #[arg(long, default_value = "cim-reviewer")]
+        reviewer: String,
+        /// Deployment context.
+        #[arg(long, default_value = "production")]
+        context: String,
+        /// Host to deploy to.
+        #[arg(long, default_value = "local")]
+        host: String,
+        /// Seconds to wait for the build's outcome.
+        #[arg(long, default_value_t = 900)]
+        build_timeout_secs: u64,
     },
 }
 
@@ -119,12 +169,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Up {
             nats_port,
             manifest,
+            allow_flakes,
         } => {
             let lattice = cim::up(
                 &ctx,
                 &UpOptions {
                     nats_port,
                     manifest,
+                    allow_flakes,
                 },
             )
             .await?;
@@ -149,6 +201,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (None, Some(cypher)) => cim::graph::print_query(&ctx, &cypher, &params).await?,
             (None, None) => anyhow::bail!("give a Cypher query, or `cim graph export`"),
         },
+        Command::Pipeline {
+            command:
+                PipelineCommand::Submit {
+                    repo,
+                    id,
+                    attribute,
+                    reviewer,
+                    context,
+                    host,
+                    build_timeout_secs,
+                },
+        } => {
+            cim::pipeline::submit(
+                &ctx,
+                &cim::pipeline::Submission {
+                    repo,
+                    id,
+                    attribute,
+                    reviewer,
+                    context,
+                    host,
+                    build_timeout: std::time::Duration::from_secs(build_timeout_secs),
+                },
+            )
+            .await?
+        }
+        Command::Pack {
+            name,
+            binary,
+            out_dir,
+        } => {
+            std::fs::create_dir_all(&out_dir)?;
+            let par = cim::pack_provider(&binary, &name, &out_dir).await?;
+            println!("{}", par.display());
+        }
         Command::Object { command } => match command {
             ObjectCommand::Put { file, media_type } => {
                 cim::objects::put_file(&ctx, &file, &media_type).await?
