@@ -71,6 +71,19 @@ async fn objects_are_named_by_their_cid_stored_once_and_verified_on_read() {
 }
 
 #[tokio::test]
+async fn an_empty_object_reads_back_empty() {
+    let nats = NatsServer::start().unwrap();
+    let objects = ObjectStore::open(client(&nats).await).await.unwrap();
+    let cid = objects.put(b"", "text/plain").await.unwrap();
+    assert_eq!(cid, object_cid(b""));
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), objects.get(&cid))
+        .await
+        .expect("reading an empty object does not hang");
+    assert_eq!(read.unwrap(), Vec::<u8>::new());
+    assert_eq!(objects.stat(&cid).await.unwrap().size, 0);
+}
+
+#[tokio::test]
 async fn large_payloads_are_offloaded_and_resolved_transparently() {
     let nats = NatsServer::start().unwrap();
     let c = client(&nats).await;
