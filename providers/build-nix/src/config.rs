@@ -89,14 +89,14 @@ pub struct BuildConfig {
     pub bucket: String,
 }
 
-fn number<T: std::str::FromStr>(
+fn number<T>(
     config: &HashMap<String, String>,
     key: &'static str,
     default: T,
     min: T,
 ) -> Result<T, ConfigError>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let Some(raw) = config.get(key) else {
         return Ok(default);
