@@ -48,6 +48,25 @@ pub enum DocumentCommand {
         confidence: f64,
         /// Who classified: a model name or a person.
         classified_by: String,
+        /// The model that answered, when a model classified (as the server names it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// CID of the exact prompt in the object store, when a model classified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt_cid: Option<String>,
+    },
+    /// Records that an automatic classification did not produce a usable answer.
+    RecordClassificationFailure {
+        /// What went wrong.
+        reason: String,
+        /// The model asked.
+        model: String,
+        /// CID of the prompt in the object store.
+        #[serde(default)]
+        prompt_cid: Option<String>,
+        /// The model's answer, if it gave one.
+        #[serde(default)]
+        answer: Option<String>,
     },
     /// Adds a tag.
     Tag {
@@ -88,6 +107,23 @@ pub enum DocumentEvent {
         confidence: f64,
         /// Who classified.
         classified_by: String,
+        /// The model that answered (absent when a person classified).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// CID of the prompt the model answered (absent when a person classified).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt_cid: Option<String>,
+    },
+    /// An automatic classification produced no usable answer.
+    ClassificationFailed {
+        /// What went wrong.
+        reason: String,
+        /// The model asked.
+        model: String,
+        /// CID of the prompt.
+        prompt_cid: Option<String>,
+        /// The model's answer, if any.
+        answer: Option<String>,
     },
     /// A tag was added.
     DocumentTagged {
@@ -215,6 +251,8 @@ impl Aggregate for Document {
                 category,
                 confidence,
                 classified_by,
+                model,
+                prompt_cid,
             } => {
                 self.live()?;
                 ensure(
@@ -233,6 +271,12 @@ impl Aggregate for Document {
                     format!("confidence {confidence} is outside [0, 1]"),
                 )?;
                 text("classified_by", classified_by, 200)?;
+                if let Some(m) = model {
+                    text("model", m, 200)?;
+                }
+                if let Some(c) = prompt_cid {
+                    cid("prompt_cid", c)?;
+                }
                 if self.category.as_ref() == Some(category) {
                     return Ok(vec![]);
                 }
@@ -240,6 +284,37 @@ impl Aggregate for Document {
                     category: category.clone(),
                     confidence: *confidence,
                     classified_by: classified_by.clone(),
+                    model: model.clone(),
+                    prompt_cid: prompt_cid.clone(),
+                }])
+            }
+            C::RecordClassificationFailure {
+                reason,
+                model,
+                prompt_cid,
+                answer,
+            } => {
+                self.live()?;
+                ensure(
+                    self.has_text,
+                    "a classification needs extracted text; send AttachText first",
+                )?;
+                text("reason", reason, 2000)?;
+                text("model", model, 200)?;
+                if let Some(c) = prompt_cid {
+                    cid("prompt_cid", c)?;
+                }
+                if let Some(a) = answer {
+                    ensure(
+                        a.chars().count() <= 4000,
+                        "answer must be at most 4000 characters",
+                    )?;
+                }
+                Ok(vec![E::ClassificationFailed {
+                    reason: reason.clone(),
+                    model: model.clone(),
+                    prompt_cid: prompt_cid.clone(),
+                    answer: answer.clone(),
                 }])
             }
             C::Tag { tag } => {
@@ -269,6 +344,7 @@ impl Aggregate for Document {
             }
             E::TextAttached { .. } => self.has_text = true,
             E::DocumentClassified { category, .. } => self.category = Some(category.clone()),
+            E::ClassificationFailed { .. } => {}
             E::DocumentTagged { tag } => {
                 self.tags.insert(tag.clone());
             }
@@ -322,6 +398,8 @@ mod tests {
             category: category.into(),
             confidence: 0.9,
             classified_by: "llama3".into(),
+            model: None,
+            prompt_cid: None,
         }
     }
 
@@ -339,6 +417,8 @@ mod tests {
                 category: "invoice".into(),
                 confidence: 0.9,
                 classified_by: "llama3".into(),
+                model: None,
+                prompt_cid: None,
             }]);
         given::<Document>([created()])
             .when(C::Tag {
@@ -390,16 +470,84 @@ mod tests {
                 category: "invoice".into(),
                 confidence: 1.5,
                 classified_by: "m".into(),
+                model: None,
+                prompt_cid: None,
             })
             .then_err("outside [0, 1]");
         let classified = E::DocumentClassified {
             category: "invoice".into(),
             confidence: 0.9,
             classified_by: "llama3".into(),
+            model: None,
+            prompt_cid: None,
         };
         given::<Document>([created(), text_attached(), classified])
             .when(classify("invoice"))
             .then([]);
+    }
+
+    #[test]
+    fn a_model_classification_names_its_model_and_prompt_and_failures_are_facts() {
+        let prompt = object_cid(b"the prompt").to_string();
+        given::<Document>([created(), text_attached()])
+            .when(C::Classify {
+                category: "invoice".into(),
+                confidence: 0.6,
+                classified_by: "agent".into(),
+                model: Some("llama3.2".into()),
+                prompt_cid: Some(prompt.clone()),
+            })
+            .then([E::DocumentClassified {
+                category: "invoice".into(),
+                confidence: 0.6,
+                classified_by: "agent".into(),
+                model: Some("llama3.2".into()),
+                prompt_cid: Some(prompt.clone()),
+            }]);
+        given::<Document>([created(), text_attached()])
+            .when(C::Classify {
+                category: "invoice".into(),
+                confidence: 0.6,
+                classified_by: "agent".into(),
+                model: None,
+                prompt_cid: Some("not a cid".into()),
+            })
+            .then_err("prompt_cid");
+        let failure = C::RecordClassificationFailure {
+            reason: "no JSON".into(),
+            model: "llama3.2".into(),
+            prompt_cid: Some(prompt.clone()),
+            answer: Some("I am not sure".into()),
+        };
+        given::<Document>([created()])
+            .when(failure.clone())
+            .then_err("AttachText first");
+        given::<Document>([created(), text_attached()])
+            .when(failure)
+            .then([E::ClassificationFailed {
+                reason: "no JSON".into(),
+                model: "llama3.2".into(),
+                prompt_cid: Some(prompt),
+                answer: Some("I am not sure".into()),
+            }]);
+    }
+
+    #[test]
+    fn an_operator_classification_keeps_its_old_payload() {
+        // Events written before model and prompt_cid existed decode, and a person's
+        // classification is encoded exactly as before (its CID does not change).
+        let (_, payload) = cim_domain::EventCodec::encode(&E::DocumentClassified {
+            category: "invoice".into(),
+            confidence: 0.9,
+            classified_by: "operator".into(),
+            model: None,
+            prompt_cid: None,
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            r#"{"category":"invoice","confidence":0.9,"classified_by":"operator"}"#
+        );
     }
 
     #[test]

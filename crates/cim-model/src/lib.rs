@@ -5,6 +5,7 @@
 //! rules are tested here natively with given/when/then.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod audit;
 pub mod document;
 pub mod graph;

@@ -99,8 +99,12 @@ pub fn find_binary(name: &'static str, env: &'static str) -> Result<PathBuf, Tes
 
 mod graph;
 mod guests;
+mod ollama;
 pub use graph::{
     arcadedb_home, arcadedb_invocation, arcadedb_ready, bolt_listens, random_token, GraphServer,
     GRAPH_DATABASE, GRAPH_USER,
 };
 pub use guests::{build_components, workspace_root};
+pub use ollama::{
+    ollama_answers, ollama_script, OllamaServer, EMBEDDING_MODEL, SCRIPTED_CHAT_MODEL,
+};

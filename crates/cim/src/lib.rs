@@ -7,9 +7,11 @@
 //! - [`events`]: an entity's stream with its CID chain verified.
 //! - [`graph`]: read-only Cypher and an export of the knowledge graph over wRPC.
 //! - `cim object put|get|stat`: the content-addressed object store over wRPC.
+//! - [`ask`]: the documents nearest to a question in the agent's conceptual space.
 //! - [`pipeline`]: a commit of a local git repository through the package pipeline.
 
 mod archive;
+pub mod ask;
 mod call;
 mod daemon;
 mod events;

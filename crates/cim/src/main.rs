@@ -72,6 +72,17 @@ enum Command {
         #[command(subcommand)]
         command: ObjectCommand,
     },
+    /// Find the documents nearest to a question (the agent's embeddings, cosine similarity).
+    Ask {
+        /// The question.
+        question: String,
+        /// Embedding model (the one the agent uses).
+        #[arg(long, default_value = "all-minilm")]
+        model: String,
+        /// How many documents to show.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
     /// Drive commits through the package pipeline (build with Nix, publish, deploy).
     Pipeline {
         #[command(subcommand)]
@@ -227,6 +238,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await?
         }
+        Command::Ask {
+            question,
+            model,
+            top,
+        } => cim::ask::print_nearest(&ctx, &question, &model, top).await?,
         Command::Pack {
             name,
             binary,

@@ -1,0 +1,86 @@
+//! `cim ask`: the documents nearest to a question in the agent's conceptual space.
+//!
+//! The question is embedded by the inference provider with the model the agent uses, and
+//! compared (cosine) with the embeddings the agent stored on document nodes in the graph.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cim_wrpc::bindings::cim::ecs::graph::{Property, Value};
+use cim_wrpc::bindings::cim::ecs::inference;
+
+use crate::graph::graph_query;
+use crate::Cli;
+
+/// The component id of the inference provider in the CIM manifests.
+pub const INFERENCE_ID: &str = "cim-inference";
+
+const EMBED_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `top` documents most similar to `question`, with their cosine similarity, best first.
+pub async fn nearest(
+    nats: &async_nats::Client,
+    lattice: &str,
+    question: &str,
+    model: &str,
+    top: usize,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let prefix = format!("{lattice}.{INFERENCE_ID}");
+    let client = wrpc_transport_nats::Client::new(nats.clone(), prefix.clone(), None)
+        .await
+        .context("cannot create a wRPC client")?;
+    let vectors = tokio::time::timeout(
+        EMBED_TIMEOUT,
+        inference::embed(&client, None, model, &[question]),
+    )
+    .await
+    .with_context(|| format!("no answer from {prefix} in time"))?
+    .with_context(|| format!("wRPC call to {prefix} failed (is the inference provider deployed?)"))?
+    .map_err(|e| anyhow::anyhow!("embedding the question: {}", cim_wrpc::error_in(e)))?;
+    let query = vectors
+        .into_iter()
+        .next()
+        .context("the inference provider returned no embedding")?;
+    let rows = graph_query(
+        nats,
+        lattice,
+        "MATCH (d:Entity) WHERE d.embedding_model = $model RETURN d.key AS key, d.embedding AS embedding",
+        &[Property {
+            name: "model".into(),
+            value: Value::Text(model.into()),
+        }],
+    )
+    .await?
+    .map_err(|e| anyhow::anyhow!("reading embeddings from the graph: {e}"))?;
+    let mut scored: Vec<(String, f64)> = rows
+        .into_iter()
+        .filter_map(|row| match (row.values.first(), row.values.get(1)) {
+            (Some(Value::Text(key)), Some(Value::Floats(v))) => {
+                let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+                Some((key.clone(), cim_model::agent::cosine(&query, &v)))
+            }
+            _ => None,
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(top);
+    Ok(scored)
+}
+
+/// `cim ask "<question>"`: prints the nearest documents with their scores.
+pub async fn print_nearest(
+    ctx: &Cli,
+    question: &str,
+    model: &str,
+    top: usize,
+) -> anyhow::Result<()> {
+    let nats = ctx.connect().await?;
+    let found = nearest(&nats, ctx.lattice(), question, model, top).await?;
+    if found.is_empty() {
+        println!("no document has an embedding yet (the agent embeds a document's text when it is attached)");
+    }
+    for (key, score) in found {
+        println!("{score:.3}  {key}");
+    }
+    Ok(())
+}
