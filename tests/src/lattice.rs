@@ -17,6 +17,15 @@ pub struct TestLattice {
 impl TestLattice {
     /// Runs `cim up` in a fresh state directory on a free port with a unique lattice name.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None, None).await
+    }
+
+    /// [`TestLattice::start`] with the inference provider pointed at `ollama_url` and the
+    /// agent classifying with `chat_model`.
+    pub async fn start_with(
+        ollama_url: Option<String>,
+        chat_model: Option<String>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("cim-lattice-").tempdir()?;
         let lattice = format!("e2e{}", std::process::id());
         let cli = Cli::new(dir.path().to_path_buf(), lattice);
@@ -29,6 +38,8 @@ impl TestLattice {
                 nats_port: port,
                 manifest,
                 allow_flakes: None,
+                ollama_url,
+                chat_model,
             },
         )
         .await

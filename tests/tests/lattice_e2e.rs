@@ -12,6 +12,8 @@ use cim_model::audit::EventAudited;
 use cim_tests::lattice::TestLattice;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+#[path = "e2e/agent.rs"]
+mod agent;
 #[path = "e2e/pipeline.rs"]
 mod pipeline;
 
@@ -55,24 +57,37 @@ async fn next_line(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cim_runs_on_a_real_lattice() {
-    let lattice = TestLattice::start().await.expect("cim up");
+    // The inference provider talks to the testkit's Ollama-API server: real embeddings,
+    // scripted chat answers (model cim-scripted-chat).
+    let ollama = cim_testkit::OllamaServer::start().expect("the Ollama-API test server");
+    let lattice = TestLattice::start_with(
+        Some(ollama.url()),
+        Some(cim_testkit::SCRIPTED_CHAT_MODEL.into()),
+    )
+    .await
+    .expect("cim up");
     let nats = lattice.nats().await.unwrap();
     let l = lattice.cli.lattice().to_owned();
 
-    // --- A document through its whole lifecycle, over wRPC.
+    // --- A document through its whole lifecycle, over wRPC; the agent classifies its text.
     eprintln!("e2e: A document through its whole lifecycle, over wRPC");
     for (name, json, event) in [
         ("Create", create_doc(), "DocumentCreated"),
         (
             "AttachText",
-            r#"{"text":"Please pay 42 EUR"}"#.to_string(),
+            r#"{"text":"Invoice 42: please pay 42 EUR"}"#.to_string(),
             "TextAttached",
         ),
-        (
-            "Classify",
-            r#"{"category":"invoice","confidence":0.9,"classified_by":"operator"}"#.to_string(),
-            "DocumentClassified",
-        ),
+    ] {
+        assert_eq!(
+            send(&nats, &l, "document", "doc-1", name, &json, None).await,
+            Ok(vec![event.to_string()]),
+            "{name}"
+        );
+    }
+    let (_, classified) = agent::outcome(&lattice, "doc-1").await;
+    assert_eq!(classified.name.as_str(), "DocumentClassified");
+    for (name, json, event) in [
         ("Tag", r#"{"tag":"finance"}"#.to_string(), "DocumentTagged"),
         (
             "Archive",
@@ -96,6 +111,14 @@ async fn the_cim_runs_on_a_real_lattice() {
     pipeline::a_commit_is_built_published_and_deployed(&lattice).await;
     eprintln!("e2e: A failing build and a repository outside the allow-list");
     pipeline::failures_are_recorded_and_nothing_else(&lattice).await;
+
+    // --- The document agent: embeddings, similarity, classification, failures, an outage.
+    eprintln!("e2e: The agent classifies documents and links the similar ones");
+    agent::documents_are_classified_and_related_ones_linked(&lattice).await;
+    eprintln!("e2e: An unusable model answer is a recorded failure");
+    agent::an_unusable_answer_is_a_recorded_failure(&lattice).await;
+    eprintln!("e2e: An inference outage is retried; nothing is lost");
+    let _ollama = agent::an_outage_is_retried_and_nothing_lost(&lattice, ollama).await;
 
     // --- A stale expected version is a conflict and stores nothing.
     eprintln!("e2e: A stale expected version is a conflict and stores nothing");
@@ -191,11 +214,14 @@ async fn the_cim_runs_on_a_real_lattice() {
     let scan = stored(&nats, "document", "scan").await;
     assert!(String::from_utf8_lossy(&scan[1].payload).contains(&long_text));
     let js = async_nats::jetstream::new(nats.clone());
-    let raw = js
-        .get_stream("CIM_EVENTS")
+    // The text's message (the agent may already have appended its classification after it).
+    let events_stream = js.get_stream("CIM_EVENTS").await.unwrap();
+    let created = events_stream
+        .get_first_raw_message_by_subject("cim.evt.document.scan", 0)
         .await
-        .unwrap()
-        .direct_get_last_for_subject("cim.evt.document.scan")
+        .unwrap();
+    let raw = events_stream
+        .get_first_raw_message_by_subject("cim.evt.document.scan", created.sequence + 1)
         .await
         .unwrap();
     assert!(raw.payload.is_empty(), "the large payload was offloaded");
@@ -592,7 +618,12 @@ async fn the_cim_runs_on_a_real_lattice() {
         "which events were caused by command Y"
     );
     let snapshot = || async {
-        let mut nodes = graph_rows("MATCH (n) RETURN n AS node", vec![]).await;
+        // Property order is the server's (it differs after a replay): compare sorted maps.
+        let mut nodes: Vec<String> = graph_rows("MATCH (n) RETURN n AS node", vec![])
+            .await
+            .iter()
+            .map(|n| canonical_json(n))
+            .collect();
         nodes.sort();
         let mut edges = graph_rows(
             "MATCH (a)-[r]->(b) RETURN a.key AS a, type(r) AS r, b.key AS b",
@@ -674,4 +705,25 @@ async fn the_cim_runs_on_a_real_lattice() {
         before.1.len(),
         t4.elapsed().as_secs_f64()
     );
+}
+
+/// `text` as JSON with every object's keys in sorted order (or unchanged if it is not JSON).
+fn canonical_json(text: &str) -> String {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted).collect())
+            }
+            other => other,
+        }
+    }
+    serde_json::from_str(text)
+        .map(|v| sorted(v).to_string())
+        .unwrap_or_else(|_| text.to_owned())
 }

@@ -72,6 +72,8 @@ fn local_and_published_manifests_differ_only_in_images_and_deployment_settings()
                     "database:",
                     "allowed_flake_refs:",
                     "extra_sandbox_paths:",
+                    "endpoint:",
+                    "chat_model:",
                 ]
                 .iter()
                 .any(|k| l.trim_start().starts_with(k))

@@ -103,11 +103,20 @@ impl Knowledge for ImportedLog {
         .map_err(error_in)?;
         Ok(rows
             .into_iter()
-            .filter_map(|row| match (row.values.first(), row.values.get(1)) {
-                (Some(Value::Text(key)), Some(Value::Floats(v))) => {
-                    Some((key.clone(), v.iter().map(|x| *x as f32).collect()))
+            .filter_map(|row| {
+                // Columns are named, not ordered: ArcadeDB returns them in its own order.
+                let column = |name: &str| {
+                    row.columns
+                        .iter()
+                        .position(|c| c == name)
+                        .and_then(|i| row.values.get(i))
+                };
+                match (column("key"), column("embedding")) {
+                    (Some(Value::Text(key)), Some(Value::Floats(v))) => {
+                        Some((key.clone(), v.iter().map(|x| *x as f32).collect()))
+                    }
+                    _ => None,
                 }
-                _ => None,
             })
             .collect())
     }

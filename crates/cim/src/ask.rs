@@ -54,12 +54,21 @@ pub async fn nearest(
     .map_err(|e| anyhow::anyhow!("reading embeddings from the graph: {e}"))?;
     let mut scored: Vec<(String, f64)> = rows
         .into_iter()
-        .filter_map(|row| match (row.values.first(), row.values.get(1)) {
-            (Some(Value::Text(key)), Some(Value::Floats(v))) => {
-                let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
-                Some((key.clone(), cim_model::agent::cosine(&query, &v)))
+        .filter_map(|row| {
+            // Columns are named, not ordered: ArcadeDB returns them in its own order.
+            let column = |name: &str| {
+                row.columns
+                    .iter()
+                    .position(|c| c == name)
+                    .and_then(|i| row.values.get(i))
+            };
+            match (column("key"), column("embedding")) {
+                (Some(Value::Text(key)), Some(Value::Floats(v))) => {
+                    let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+                    Some((key.clone(), cim_model::agent::cosine(&query, &v)))
+                }
+                _ => None,
             }
-            _ => None,
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));

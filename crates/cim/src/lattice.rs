@@ -27,6 +27,10 @@ pub struct UpOptions {
     /// Flake locations the pipeline may build (comma-separated); `None`: git repositories
     /// under `<state dir>/repos`.
     pub allow_flakes: Option<String>,
+    /// The Ollama server of the inference provider; `None`: [`DEFAULT_OLLAMA_URL`].
+    pub ollama_url: Option<String>,
+    /// The agent's chat model; `None`: [`DEFAULT_CHAT_MODEL`].
+    pub chat_model: Option<String>,
 }
 
 /// What `cim up` records about the running lattice.
@@ -110,12 +114,22 @@ fn done(started: Instant, detail: &str) {
 
 /// The capability providers `cim up` packs into archives: binary name and the environment
 /// variable that may point at another build of it.
-pub const PROVIDERS: [(&str, &str); 4] = [
+pub const PROVIDERS: [(&str, &str); 5] = [
     ("eventstore-jetstream", "CIM_EVENTSTORE_BIN"),
     ("objectstore-nats", "CIM_OBJECTSTORE_BIN"),
     ("graph-neo4j", "CIM_GRAPH_BIN"),
     ("build-nix", "CIM_BUILD_BIN"),
+    ("inference-ollama", "CIM_INFERENCE_BIN"),
 ];
+
+/// Where the local manifest names the Ollama server.
+pub const OLLAMA_URL_PLACEHOLDER: &str = "CIM_OLLAMA_URL";
+/// Where the local manifest names the agent's chat model.
+pub const CHAT_MODEL_PLACEHOLDER: &str = "CIM_CHAT_MODEL";
+/// The Ollama server `cim up` points the inference provider at by default.
+pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
+/// The agent's chat model by default.
+pub const DEFAULT_CHAT_MODEL: &str = "llama3.2";
 
 /// Where the local manifest names the flake locations the pipeline may build.
 pub const ALLOWED_FLAKES_PLACEHOLDER: &str = "CIM_ALLOWED_FLAKE_REFS";
@@ -418,7 +432,15 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             graphdb::PASSWORD_FILE_PLACEHOLDER,
             &graphdb::password_file(&dir)?.display().to_string(),
         )
-        .replace(ALLOWED_FLAKES_PLACEHOLDER, &allowed_flakes);
+        .replace(ALLOWED_FLAKES_PLACEHOLDER, &allowed_flakes)
+        .replace(
+            OLLAMA_URL_PLACEHOLDER,
+            opts.ollama_url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL),
+        )
+        .replace(
+            CHAT_MODEL_PLACEHOLDER,
+            opts.chat_model.as_deref().unwrap_or(DEFAULT_CHAT_MODEL),
+        );
     std::fs::write(dir.join("manifest.yaml"), &rendered)?;
     let app = app_name(&rendered)?;
     let version = wadm::put(&client, &lattice, &rendered).await?;

@@ -35,6 +35,12 @@ enum Command {
         /// `git+file:///home/me/src`); default: git repositories under `<state dir>/repos`.
         #[arg(long)]
         allow_flakes: Option<String>,
+        /// The Ollama server the inference provider uses (default http://127.0.0.1:11434).
+        #[arg(long)]
+        ollama_url: Option<String>,
+        /// The chat model the document agent classifies with (default llama3.2).
+        #[arg(long)]
+        chat_model: Option<String>,
     },
     /// Stop the host, wadm and NATS started by `cim up` (state is kept).
     Down,
@@ -181,6 +187,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             nats_port,
             manifest,
             allow_flakes,
+            ollama_url,
+            chat_model,
         } => {
             let lattice = cim::up(
                 &ctx,
@@ -188,6 +196,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     nats_port,
                     manifest,
                     allow_flakes,
+                    ollama_url,
+                    chat_model,
                 },
             )
             .await?;
