@@ -140,6 +140,21 @@ impl Drop for TestLattice {
         if let Err(e) = cim::down(&self.cli) {
             eprintln!("cim down failed: {e:#}");
         }
+        // A failed test keeps the state directory (logs of host, wadm, NATS) for diagnosis.
+        if std::thread::panicking() {
+            let kept = std::mem::replace(
+                &mut self._dir,
+                tempfile::Builder::new()
+                    .prefix("cim-lattice-")
+                    .tempdir()
+                    .expect("a temp dir"),
+            )
+            .keep();
+            eprintln!(
+                "the lattice's state and logs are kept in {}",
+                kept.display()
+            );
+        }
     }
 }
 

@@ -59,9 +59,11 @@ impl BuildProvider {
     fn allowed(&self, caller: &Caller, flake: &FlakeRef) -> Result<(), DomainError> {
         let links = self.links.read().unwrap_or_else(|e| e.into_inner());
         let Some(list) = links.get(caller) else {
-            return Err(DomainError::Invalid(format!(
-                "component {:?} has no link {:?} to this provider with a valid allowed_flake_refs",
-                caller.0, caller.1
+            // Links reach a provider asynchronously (wadm puts them, the host forwards them),
+            // so a first call can arrive before its link: not a refusal, ask again later.
+            return Err(DomainError::Unavailable(format!(
+                "no link {:?} from component {:?} has reached this provider (yet); builds need a link with allowed_flake_refs",
+                caller.1, caller.0
             )));
         };
         if !list.allows(flake) {
