@@ -87,15 +87,17 @@ impl Value {
 }
 
 /// A JSON rendering of any Bolt value (nodes as `{labels, properties}`, relationships as
-/// `{type, properties}`).
+/// `{type, properties}`). Map keys are sorted: a Bolt map has no order (neo4rs keeps it in a
+/// hash map), and the same node must always render the same text.
 pub fn bolt_to_json(b: &BoltType) -> Json {
     let map = |m: &neo4rs::BoltMap| -> Json {
-        Json::Object(
-            m.value
-                .iter()
-                .map(|(k, v)| (k.value.clone(), bolt_to_json(v)))
-                .collect::<Map<_, _>>(),
-        )
+        let mut entries: Vec<(String, Json)> = m
+            .value
+            .iter()
+            .map(|(k, v)| (k.value.clone(), bolt_to_json(v)))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Json::Object(entries.into_iter().collect::<Map<_, _>>())
     };
     match b {
         BoltType::Null(_) => Json::Null,
@@ -128,6 +130,21 @@ pub fn bolt_to_json(b: &BoltType) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_render_with_sorted_keys() {
+        for keys in [["b", "a", "c"], ["c", "b", "a"]] {
+            let mut m = neo4rs::BoltMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                m.put((*k).into(), BoltType::from(i as i64));
+            }
+            let text = bolt_to_json(&BoltType::Map(m)).to_string();
+            let a = text.find("\"a\"").unwrap();
+            let b = text.find("\"b\"").unwrap();
+            let c = text.find("\"c\"").unwrap();
+            assert!(a < b && b < c, "{text}");
+        }
+    }
 
     #[test]
     fn values_round_trip_through_bolt() {
