@@ -92,6 +92,29 @@ impl TestLattice {
         .await?)
     }
 
+    /// Runs a read-only Cypher query through the graph provider (`name=value` parameters, as
+    /// `cim graph --param`); each row as its values joined by ` | `. Panics on a failure.
+    pub async fn graph_rows(&self, cypher: &str, params: &[(&str, &str)]) -> Vec<String> {
+        let nats = self.nats().await.expect("a NATS connection");
+        let params: Vec<_> = params
+            .iter()
+            .map(|(k, v)| cim::graph::parse_param(&format!("{k}={v}")).expect("a parameter"))
+            .collect();
+        cim::graph_query(&nats, self.cli.lattice(), cypher, &params)
+            .await
+            .expect("the graph provider answers")
+            .unwrap_or_else(|e| panic!("{cypher}: {e:?}"))
+            .into_iter()
+            .map(|r| {
+                r.values
+                    .iter()
+                    .map(cim::graph::show)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect()
+    }
+
     /// The `cim` executable, pointed at this lattice (`--state-dir`, `--lattice`), killed when
     /// dropped.
     pub fn cim_command(&self) -> anyhow::Result<tokio::process::Command> {

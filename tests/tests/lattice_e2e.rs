@@ -555,26 +555,10 @@ async fn the_cim_runs_on_a_real_lattice() {
         }
     }
     let graph_rows = |cypher: &'static str, params: Vec<(&'static str, String)>| {
-        let nats = nats.clone();
-        let l = l.clone();
+        let lattice = &lattice;
         async move {
-            let params: Vec<_> = params
-                .into_iter()
-                .map(|(k, v)| cim::graph::parse_param(&format!("{k}={v}")).unwrap())
-                .collect();
-            cim::graph_query(&nats, &l, cypher, &params)
-                .await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("{cypher}: {e:?}"))
-                .into_iter()
-                .map(|r| {
-                    r.values
-                        .iter()
-                        .map(cim::graph::show)
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                })
-                .collect::<Vec<String>>()
+            let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            lattice.graph_rows(cypher, &params).await
         }
     };
     let t3 = Instant::now();

@@ -29,6 +29,7 @@ use cim_model::document::DocumentCommand;
 
 cim_domain::wit_conversions!();
 cim_domain::imported_event_log!();
+cim_domain::imported_entity_client!();
 
 /// The exported component; its imports are the agent's ports.
 struct Component;
@@ -144,20 +145,7 @@ impl Documents for ImportedLog {
         command: &DocumentCommand,
         meta: cim_domain::Envelope,
     ) -> Result<Vec<cim_domain::RecordedEvent>, DomainError> {
-        let (name, payload) = cim_domain::EventCodec::encode(command)
-            .map_err(|e| DomainError::Invalid(e.to_string()))?;
-        let cmd = Command {
-            entity: entity_out(document),
-            name: name.to_string(),
-            payload,
-            expected_version: None,
-            meta: envelope_out(meta),
-        };
-        entity::handle(&cmd)
-            .map_err(error_in)?
-            .into_iter()
-            .map(stored_event_in)
-            .collect()
+        send_command(document, command, meta)
     }
 }
 

@@ -24,6 +24,7 @@ use cim_model::pipeline::{BuildOutcome, Builder, Packages};
 
 cim_domain::wit_conversions!();
 cim_domain::imported_event_log!();
+cim_domain::imported_entity_client!();
 
 /// The exported component; its imports are the pipeline's ports.
 struct Component;
@@ -53,20 +54,7 @@ impl Packages for ImportedLog {
         command: &PackageCommand,
         meta: cim_domain::Envelope,
     ) -> Result<Vec<cim_domain::RecordedEvent>, cim_domain::EcsError> {
-        let (name, payload) = cim_domain::EventCodec::encode(command)
-            .map_err(|e| cim_domain::EcsError::Invalid(e.to_string()))?;
-        let cmd = Command {
-            entity: entity_out(package),
-            name: name.to_string(),
-            payload,
-            expected_version: None,
-            meta: envelope_out(meta),
-        };
-        entity::handle(&cmd)
-            .map_err(error_in)?
-            .into_iter()
-            .map(stored_event_in)
-            .collect()
+        send_command(package, command, meta)
     }
 }
 

@@ -32,3 +32,7 @@ pub use event::{event_cid, object_cid, parse_cid, CidError, NewEvent, RecordedEv
 pub use handler::{handle_command, CommandRequest, EventLog};
 pub use ident::{EntityRef, IdentError, Token};
 pub use subject::{Subject, SubjectError};
+
+/// serde, for the macros of [`wit`] expanded in other crates.
+#[doc(hidden)]
+pub use serde as __serde;

@@ -182,3 +182,37 @@ macro_rules! imported_event_log {
         }
     };
 }
+
+/// Defines `send_command`: a typed command to an entity through the component's
+/// `cim:ecs/entity` import (for systems that issue commands: the pipeline, the agent).
+///
+/// Expects the generated `entity` import module and the records of [`wit_conversions!`] and
+/// [`imported_event_log!`] (`Command`, `entity_out`, `envelope_out`, `error_in`,
+/// `stored_event_in`) in scope.
+#[macro_export]
+macro_rules! imported_entity_client {
+    () => {
+        /// Sends `command` (encoded by [`EventCodec`]($crate::EventCodec)) to `target` with
+        /// envelope `meta` through the `cim:ecs/entity` import; returns the events it stored.
+        pub fn send_command<C: $crate::__serde::Serialize>(
+            target: &$crate::EntityRef,
+            command: &C,
+            meta: $crate::Envelope,
+        ) -> Result<Vec<$crate::RecordedEvent>, $crate::EcsError> {
+            let (name, payload) = $crate::EventCodec::encode(command)
+                .map_err(|e| $crate::EcsError::Invalid(e.to_string()))?;
+            let cmd = Command {
+                entity: entity_out(target),
+                name: name.to_string(),
+                payload,
+                expected_version: None,
+                meta: envelope_out(meta),
+            };
+            entity::handle(&cmd)
+                .map_err(error_in)?
+                .into_iter()
+                .map(stored_event_in)
+                .collect()
+        }
+    };
+}

@@ -110,27 +110,6 @@ pub async fn outcome(lattice: &TestLattice, id: &str) -> (RecordedEvent, Recorde
     }
 }
 
-async fn graph_rows(lattice: &TestLattice, cypher: &str, params: &[(&str, &str)]) -> Vec<String> {
-    let nats = lattice.nats().await.unwrap();
-    let params: Vec<_> = params
-        .iter()
-        .map(|(k, v)| cim::graph::parse_param(&format!("{k}={v}")).unwrap())
-        .collect();
-    cim::graph_query(&nats, lattice.cli.lattice(), cypher, &params)
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{cypher}: {e:?}"))
-        .into_iter()
-        .map(|r| {
-            r.values
-                .iter()
-                .map(cim::graph::show)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-        .collect()
-}
-
 /// Three documents, two on one topic: classified by the agent, caused by their text events,
 /// with model and prompt recorded; the related two linked as similar, the third not.
 pub async fn documents_are_classified_and_related_ones_linked(lattice: &TestLattice) {
@@ -185,12 +164,9 @@ pub async fn documents_are_classified_and_related_ones_linked(lattice: &TestLatt
 
     let similar =
         "MATCH (a:Entity {key: $a})-[r:SIMILAR_TO]-(b:Entity {key: $b}) RETURN r.score AS score";
-    let scores = graph_rows(
-        lattice,
-        similar,
-        &[("a", "document/inv-a"), ("b", "document/inv-b")],
-    )
-    .await;
+    let scores = lattice
+        .graph_rows(similar, &[("a", "document/inv-a"), ("b", "document/inv-b")])
+        .await;
     assert_eq!(
         scores.len(),
         1,
@@ -200,7 +176,8 @@ pub async fn documents_are_classified_and_related_ones_linked(lattice: &TestLatt
     assert!(score > 0.8, "{score}");
     for other in ["document/inv-a", "document/inv-b"] {
         assert!(
-            graph_rows(lattice, similar, &[("a", "document/recipe"), ("b", other)])
+            lattice
+                .graph_rows(similar, &[("a", "document/recipe"), ("b", other)])
                 .await
                 .is_empty(),
             "the recipe is not similar to {other}"

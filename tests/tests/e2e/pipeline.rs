@@ -173,28 +173,12 @@ pub async fn a_commit_is_built_published_and_deployed(lattice: &TestLattice) {
     assert_eq!(nar, dumped.stdout);
 
     // The graph knows which build produced what was deployed where (asynchronous projection).
-    let nats = lattice.nats().await.unwrap();
     let question = "MATCH (:Host {key: $host})<-[:ON_HOST]-(:Deployment)<-[:DEPLOYED_AS]-(p:Entity {key: $pkg})-[:HAS_BUILD]->(b:Build)-[:PRODUCED]->(s:StorePath)<-[:PUBLISHED_AS]-(p) RETURN b.key AS build, s.key AS path";
-    let params = vec![
-        cim::graph::parse_param("host=host-x").unwrap(),
-        cim::graph::parse_param("pkg=package/hello").unwrap(),
-    ];
     let started = Instant::now();
     loop {
-        let rows = cim::graph_query(&nats, lattice.cli.lattice(), question, &params)
-            .await
-            .unwrap()
-            .unwrap_or_else(|e| panic!("{question}: {e:?}"));
-        let rows: Vec<String> = rows
-            .iter()
-            .map(|r| {
-                r.values
-                    .iter()
-                    .map(cim::graph::show)
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            })
-            .collect();
+        let rows = lattice
+            .graph_rows(question, &[("host", "host-x"), ("pkg", "package/hello")])
+            .await;
         if rows == [format!("package/hello#1 | {out}")] {
             break;
         }
