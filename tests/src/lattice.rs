@@ -40,6 +40,7 @@ impl TestLattice {
                 allow_flakes: None,
                 ollama_url,
                 chat_model,
+                ollama_test_server: false,
             },
         )
         .await

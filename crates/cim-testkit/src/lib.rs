@@ -106,5 +106,6 @@ pub use graph::{
 };
 pub use guests::{build_components, workspace_root};
 pub use ollama::{
-    ollama_answers, ollama_script, OllamaServer, EMBEDDING_MODEL, SCRIPTED_CHAT_MODEL,
+    ollama_answers, ollama_invocation, ollama_script, OllamaServer, EMBEDDING_MODEL,
+    SCRIPTED_CHAT_MODEL,
 };

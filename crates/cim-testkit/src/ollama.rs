@@ -35,6 +35,20 @@ fn python() -> Result<PathBuf, TestkitError> {
     }
 }
 
+/// How to run the test server on `127.0.0.1:port`: the Python to run and its arguments.
+pub fn ollama_invocation(port: u16) -> Result<(PathBuf, Vec<String>), TestkitError> {
+    Ok((
+        python()?,
+        vec![
+            ollama_script().display().to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+        ],
+    ))
+}
+
 /// Whether an HTTP server on `port` answers `GET /api/version` with 200.
 pub fn ollama_answers(port: u16) -> bool {
     use std::io::{Read as _, Write as _};
@@ -75,9 +89,9 @@ impl OllamaServer {
                 context: "creating the ollama test server dir".into(),
                 source,
             })?;
-        let mut cmd = Command::new(python()?);
-        cmd.arg(ollama_script())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        let (python, args) = ollama_invocation(port)?;
+        let mut cmd = Command::new(python);
+        cmd.args(args);
         let mut process =
             ChildGuard::spawn("ollama test server", cmd, &dir.path().join("server.log"))?;
         process.wait_ready(Duration::from_secs(60), || ollama_answers(port))?;

@@ -9,7 +9,7 @@ use cim_nats::auth::LocalAuth;
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::Daemon;
-use crate::{archive, graphdb, wadm, Cli};
+use crate::{archive, graphdb, models, wadm, Cli};
 
 /// The prefix that local manifests use for artifacts `cim up` builds (`file:///CIM_ARTIFACTS/x.wasm`).
 pub const ARTIFACTS_PLACEHOLDER: &str = "file:///CIM_ARTIFACTS/";
@@ -31,6 +31,9 @@ pub struct UpOptions {
     pub ollama_url: Option<String>,
     /// The agent's chat model; `None`: [`DEFAULT_CHAT_MODEL`].
     pub chat_model: Option<String>,
+    /// Run the testkit's Ollama-API server (real embeddings, scripted chat) as a daemon and
+    /// point the inference provider at it (unless `ollama_url` names another server).
+    pub ollama_test_server: bool,
 }
 
 /// What `cim up` records about the running lattice.
@@ -242,14 +245,14 @@ fn daemons(ctx: &Cli) -> anyhow::Result<(Daemon, Daemon, Daemon)> {
 
 /// Brings the local lattice up and deploys the manifest. Safe to run again.
 pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
-    const STEPS: usize = 8;
+    let steps: usize = if opts.ollama_test_server { 9 } else { 8 };
     let dir = ctx.state_dir();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let ctx = Cli::new(dir.clone(), ctx.lattice().to_owned());
     let lattice = ctx.lattice().to_owned();
 
-    let t = step(1, STEPS, "credentials (operator-mode NATS auth)");
+    let t = step(1, steps, "credentials (operator-mode NATS auth)");
     let auth = LocalAuth::load_or_generate(&dir.join("auth.json"))?;
     auth.write_creds(&ctx.creds())?;
     done(t, &ctx.creds().display().to_string());
@@ -260,7 +263,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         _ => opts.nats_port,
     };
 
-    let t = step(2, STEPS, "nats-server with JetStream on 127.0.0.1");
+    let t = step(2, steps, "nats-server with JetStream on 127.0.0.1");
     let conf = dir.join("nats.conf");
     std::fs::write(
         &conf,
@@ -291,7 +294,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
 
     let t = step(
         3,
-        STEPS,
+        steps,
         "graph database (ArcadeDB, Neo4j-compatible Bolt) on 127.0.0.1",
     );
     let graph_d = graphdb::daemon(&dir)?;
@@ -315,7 +318,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         ),
     );
 
-    let t = step(4, STEPS, "wadm 0.21.1");
+    let t = step(4, steps, "wadm 0.21.1");
     let creds = ctx.creds().display().to_string();
     let (pid, started) = wadm_d.ensure(
         &[
@@ -332,7 +335,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     .await?;
     done(t, &daemon_detail(pid, started));
 
-    let t = step(5, STEPS, "wasmCloud host (wasmcloud-host 0.27.1)");
+    let t = step(5, steps, "wasmCloud host (wasmcloud-host 0.27.1)");
     let (pid, started) = host.ensure(
         &[
             "--nats-host".into(),
@@ -376,7 +379,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
 
     let t = step(
         6,
-        STEPS,
+        steps,
         "entity components (cargo build --target wasm32-wasip2)",
     );
     let artifacts = dir.join("artifacts");
@@ -394,7 +397,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     names.sort();
     done(t, &names.join(", "));
 
-    let t = step(7, STEPS, "provider archives");
+    let t = step(7, steps, "provider archives");
     let mut packs = tokio::task::JoinSet::new();
     for (name, env) in PROVIDERS {
         let binary = sibling(name, env)?;
@@ -413,7 +416,35 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     packed.sort();
     done(t, &packed.join(", "));
 
-    let t = step(8, STEPS, &format!("deploy {}", opts.manifest.display()));
+    let mut ollama_url = opts.ollama_url.clone();
+    let mut chat_model = opts.chat_model.clone();
+    if opts.ollama_test_server {
+        let t = step(
+            8,
+            steps,
+            "models: the Ollama-API test server (real MiniLM embeddings, scripted chat)",
+        );
+        let models_d = models::daemon(&dir)?;
+        let (models_port, pid, started) = models::ensure(&dir, &models_d)?;
+        poll(
+            "models server",
+            Duration::from_secs(60),
+            Some(&models_d),
+            || async move { cim_testkit::ollama_answers(models_port) },
+        )
+        .await?;
+        ollama_url.get_or_insert_with(|| format!("http://127.0.0.1:{models_port}"));
+        chat_model.get_or_insert_with(|| cim_testkit::SCRIPTED_CHAT_MODEL.to_string());
+        done(
+            t,
+            &format!(
+                "http://127.0.0.1:{models_port} ({})",
+                daemon_detail(pid, started)
+            ),
+        );
+    }
+
+    let t = step(steps, steps, &format!("deploy {}", opts.manifest.display()));
     let repos = repos_dir(&dir);
     std::fs::create_dir_all(&repos)
         .with_context(|| format!("cannot create {}", repos.display()))?;
@@ -435,11 +466,11 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         .replace(ALLOWED_FLAKES_PLACEHOLDER, &allowed_flakes)
         .replace(
             OLLAMA_URL_PLACEHOLDER,
-            opts.ollama_url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL),
+            ollama_url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL),
         )
         .replace(
             CHAT_MODEL_PLACEHOLDER,
-            opts.chat_model.as_deref().unwrap_or(DEFAULT_CHAT_MODEL),
+            chat_model.as_deref().unwrap_or(DEFAULT_CHAT_MODEL),
         );
     std::fs::write(dir.join("manifest.yaml"), &rendered)?;
     let app = app_name(&rendered)?;
@@ -587,7 +618,8 @@ fn app_name(manifest: &str) -> anyhow::Result<String> {
         .context("manifest has no metadata.name")
 }
 
-/// Stops the host, wadm, the graph database and NATS (in that order); keeps the state directory.
+/// Stops the host, wadm, the graph database, the models server and NATS (in that order);
+/// keeps the state directory.
 pub fn down(ctx: &Cli) -> anyhow::Result<()> {
     let dir = ctx.state_dir();
     let (nats, wadm_d, host) = (
@@ -609,7 +641,9 @@ pub fn down(ctx: &Cli) -> anyhow::Result<()> {
         ),
     );
     let graph_d = graphdb::daemon(dir).unwrap_or_else(|_| Daemon::new("graph", "java".into(), dir));
-    for d in [&host, &wadm_d, &graph_d, &nats] {
+    let models_d =
+        models::daemon(dir).unwrap_or_else(|_| Daemon::new("models", "python".into(), dir));
+    for d in [&host, &wadm_d, &graph_d, &models_d, &nats] {
         let stopped = d.stop(Duration::from_secs(15))?;
         eprintln!(
             "{:<5} {}",

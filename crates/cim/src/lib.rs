@@ -18,6 +18,7 @@ mod events;
 pub mod graph;
 mod graphdb;
 mod lattice;
+mod models;
 pub mod objects;
 pub mod pipeline;
 mod status;

@@ -41,6 +41,10 @@ enum Command {
         /// The chat model the document agent classifies with (default llama3.2).
         #[arg(long)]
         chat_model: Option<String>,
+        /// Without an Ollama: run the test server of the testkit (real all-MiniLM-L6-v2
+        /// embeddings, chat answers scripted by the model `cim-scripted-chat`).
+        #[arg(long)]
+        ollama_test_server: bool,
     },
     /// Stop the host, wadm and NATS started by `cim up` (state is kept).
     Down,
@@ -189,6 +193,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             allow_flakes,
             ollama_url,
             chat_model,
+            ollama_test_server,
         } => {
             let lattice = cim::up(
                 &ctx,
@@ -198,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     allow_flakes,
                     ollama_url,
                     chat_model,
+                    ollama_test_server,
                 },
             )
             .await?;

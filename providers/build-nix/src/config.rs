@@ -13,13 +13,14 @@
 //! | `log_max_bytes` | `4194304` | the stored log keeps at most this many bytes (the end of the log) |
 //! | `nar_max_bytes` | `268435456` | largest output NAR stored as the published artifact |
 //! | `bucket` | `CIM_OBJECTS` | object-store bucket for logs and NARs |
+//! | `allowed_flake_refs` | empty (nothing) | flake locations every caller may build, unless its link names its own |
 //!
 //! **Link config** (target config on each link *to* the provider, so the operator decides per
 //! calling component what it may build):
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `allowed_flake_refs` | empty (nothing) | comma-separated flake locations the linked component may build; an entry allows itself and everything below it |
+//! | `allowed_flake_refs` | the provider's | comma-separated flake locations the linked component may build; an entry allows itself and everything below it |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -87,6 +88,8 @@ pub struct BuildConfig {
     pub max_concurrent_builds: usize,
     /// Object bucket.
     pub bucket: String,
+    /// What callers may build when their link names nothing.
+    pub allowed: AllowList,
 }
 
 fn number<T>(
@@ -177,6 +180,7 @@ impl BuildConfig {
             },
             max_concurrent_builds: number(config, MAX_CONCURRENT_BUILDS, 1, 1)?,
             bucket,
+            allowed: allow_list(config)?,
         })
     }
 }
@@ -239,6 +243,14 @@ mod tests {
             assert!(BuildConfig::from_config(&cfg(&[bad])).is_err(), "{bad:?}");
         }
         assert!(allow_list(&cfg(&[(ALLOWED_FLAKE_REFS, "path:/a, not a ref")])).is_err());
+        assert!(BuildConfig::from_config(&cfg(&[(ALLOWED_FLAKE_REFS, "not a ref")])).is_err());
+        assert_eq!(
+            BuildConfig::from_config(&cfg(&[(ALLOWED_FLAKE_REFS, "path:/a")]))
+                .unwrap()
+                .allowed
+                .entries(),
+            ["path:/a"]
+        );
         assert_eq!(
             allow_list(&cfg(&[(ALLOWED_FLAKE_REFS, "path:/a,git+file:///b")]))
                 .unwrap()

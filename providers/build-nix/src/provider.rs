@@ -56,19 +56,28 @@ impl BuildProvider {
             .await
     }
 
+    /// The caller's allow-list: its link's when that names one, else the provider's.
     fn allowed(&self, caller: &Caller, flake: &FlakeRef) -> Result<(), DomainError> {
         let links = self.links.read().unwrap_or_else(|e| e.into_inner());
-        let Some(list) = links.get(caller) else {
+        let own = links.get(caller).filter(|l| !l.entries().is_empty());
+        let provider = Some(&self.config().allowed).filter(|l| !l.entries().is_empty());
+        let Some(list) = own.or(provider) else {
+            if links.contains_key(caller) {
+                return Err(DomainError::Invalid(format!(
+                    "neither link {:?} from {:?} nor the provider config names allowed_flake_refs: nothing may be built",
+                    caller.1, caller.0
+                )));
+            }
             // Links reach a provider asynchronously (wadm puts them, the host forwards them),
             // so a first call can arrive before its link: not a refusal, ask again later.
             return Err(DomainError::Unavailable(format!(
-                "no link {:?} from component {:?} has reached this provider (yet); builds need a link with allowed_flake_refs",
+                "no link {:?} from component {:?} has reached this provider (yet), and the provider config allows nothing",
                 caller.1, caller.0
             )));
         };
         if !list.allows(flake) {
             return Err(DomainError::Invalid(format!(
-                "flake ref {flake} is outside the allow-list of link {:?} from {:?} (allowed_flake_refs: {:?})",
+                "flake ref {flake} is outside the allow-list for link {:?} from {:?} (allowed_flake_refs: {:?})",
                 caller.1,
                 caller.0,
                 list.entries().join(",")
