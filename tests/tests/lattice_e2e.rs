@@ -118,7 +118,7 @@ async fn the_cim_runs_on_a_real_lattice() {
     eprintln!("e2e: An unusable model answer is a recorded failure");
     agent::an_unusable_answer_is_a_recorded_failure(&lattice).await;
     eprintln!("e2e: An inference outage is retried; nothing is lost");
-    let _ollama = agent::an_outage_is_retried_and_nothing_lost(&lattice, ollama).await;
+    let ollama = agent::an_outage_is_retried_and_nothing_lost(&lattice, ollama).await;
 
     // --- A stale expected version is a conflict and stores nothing.
     eprintln!("e2e: A stale expected version is a conflict and stores nothing");
@@ -684,4 +684,43 @@ async fn the_cim_runs_on_a_real_lattice() {
         before.1.len(),
         t4.elapsed().as_secs_f64()
     );
+
+    // --- The README's main job: `cim demo` (both seed scenarios) on the running lattice.
+    eprintln!("e2e: cim demo on the running lattice");
+    let root = cim_testkit::workspace_root();
+    let out = lattice
+        .cim_command()
+        .unwrap()
+        .arg("demo")
+        .arg("--manifest")
+        .arg(root.join("wadm/local/cim.wadm.yaml"))
+        .args([
+            "--ollama-url",
+            &ollama.url(),
+            "--chat-model",
+            cim_testkit::SCRIPTED_CHAT_MODEL,
+        ])
+        .current_dir(&root)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cim demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "every CID chain verified",
+        "-> invoice",
+        "-> recipe",
+        "published /nix/store/",
+        "deployed to host-1",
+    ] {
+        let expected = expected.replace("->", "\u{2192}");
+        assert!(
+            stdout.contains(&expected),
+            "{expected:?} missing:\n{stdout}"
+        );
+    }
 }

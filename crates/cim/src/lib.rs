@@ -7,6 +7,7 @@
 //! - [`events`]: an entity's stream with its CID chain verified.
 //! - [`graph`]: read-only Cypher and an export of the knowledge graph over wRPC.
 //! - `cim object put|get|stat`: the content-addressed object store over wRPC.
+//! - [`demo`]: both seed scenarios on the local lattice, with a summary.
 //! - [`ask`]: the documents nearest to a question in the agent's conceptual space.
 //! - [`pipeline`]: a commit of a local git repository through the package pipeline.
 
@@ -14,6 +15,7 @@ mod archive;
 pub mod ask;
 mod call;
 mod daemon;
+pub mod demo;
 mod events;
 pub mod graph;
 mod graphdb;

@@ -21,31 +21,51 @@ struct Args {
     command: Command,
 }
 
+/// How `cim up` (and `cim demo`) bring the lattice up.
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// NATS client port.
+    #[arg(long, default_value_t = 4222)]
+    nats_port: u16,
+    /// The wadm manifest to deploy (file:///CIM_ARTIFACTS/… refs are resolved locally).
+    #[arg(long, default_value = "wadm/local/cim.wadm.yaml")]
+    manifest: PathBuf,
+    /// Flake locations the pipeline may build, comma-separated (e.g.
+    /// `git+file:///home/me/src`); default: git repositories under `<state dir>/repos`.
+    #[arg(long)]
+    allow_flakes: Option<String>,
+    /// The Ollama server the inference provider uses (default http://127.0.0.1:11434).
+    #[arg(long)]
+    ollama_url: Option<String>,
+    /// The chat model the document agent classifies with (default llama3.2).
+    #[arg(long)]
+    chat_model: Option<String>,
+    /// Without an Ollama: run the test server of the testkit (real all-MiniLM-L6-v2
+    /// embeddings, chat answers scripted by the model `cim-scripted-chat`).
+    #[arg(long)]
+    ollama_test_server: bool,
+}
+
+impl From<UpArgs> for UpOptions {
+    fn from(a: UpArgs) -> Self {
+        UpOptions {
+            nats_port: a.nats_port,
+            manifest: a.manifest,
+            allow_flakes: a.allow_flakes,
+            ollama_url: a.ollama_url,
+            chat_model: a.chat_model,
+            ollama_test_server: a.ollama_test_server,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start NATS, wadm and a wasmCloud host on 127.0.0.1, build and deploy the CIM (idempotent).
-    Up {
-        /// NATS client port.
-        #[arg(long, default_value_t = 4222)]
-        nats_port: u16,
-        /// The wadm manifest to deploy (file:///CIM_ARTIFACTS/… refs are resolved locally).
-        #[arg(long, default_value = "wadm/local/cim.wadm.yaml")]
-        manifest: PathBuf,
-        /// Flake locations the pipeline may build, comma-separated (e.g.
-        /// `git+file:///home/me/src`); default: git repositories under `<state dir>/repos`.
-        #[arg(long)]
-        allow_flakes: Option<String>,
-        /// The Ollama server the inference provider uses (default http://127.0.0.1:11434).
-        #[arg(long)]
-        ollama_url: Option<String>,
-        /// The chat model the document agent classifies with (default llama3.2).
-        #[arg(long)]
-        chat_model: Option<String>,
-        /// Without an Ollama: run the test server of the testkit (real all-MiniLM-L6-v2
-        /// embeddings, chat answers scripted by the model `cim-scripted-chat`).
-        #[arg(long)]
-        ollama_test_server: bool,
-    },
+    Up(UpArgs),
+    /// Bring the lattice up (as `cim up`) and run both seed scenarios: documents classified by
+    /// the agent, and a commit built by Nix through to deployment; ends with a summary.
+    Demo(UpArgs),
     /// Stop the host, wadm and NATS started by `cim up` (state is kept).
     Down,
     /// Show hosts, components, providers, links and the application's wadm status.
@@ -187,28 +207,11 @@ enum ObjectCommand {
 async fn run(args: Args) -> anyhow::Result<()> {
     let ctx = Ctx::new(args.state_dir, args.lattice);
     match args.command {
-        Command::Up {
-            nats_port,
-            manifest,
-            allow_flakes,
-            ollama_url,
-            chat_model,
-            ollama_test_server,
-        } => {
-            let lattice = cim::up(
-                &ctx,
-                &UpOptions {
-                    nats_port,
-                    manifest,
-                    allow_flakes,
-                    ollama_url,
-                    chat_model,
-                    ollama_test_server,
-                },
-            )
-            .await?;
+        Command::Up(args) => {
+            let lattice = cim::up(&ctx, &args.into()).await?;
             println!("{}", lattice.connection_help());
         }
+        Command::Demo(args) => cim::demo::demo(&ctx, &args.into()).await?,
         Command::Down => cim::down(&ctx)?,
         Command::Status => cim::status(&ctx).await?,
         Command::Call {
