@@ -454,7 +454,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         .unwrap_or_else(|| format!("git+file://{}", repos.display()));
     let template = std::fs::read_to_string(&opts.manifest)
         .with_context(|| format!("cannot read manifest {}", opts.manifest.display()))?;
-    let rendered = content_addressed_refs(&unique_config_names(&template)?, &artifacts)?
+    let base = content_addressed_refs(&template, &artifacts)?
         .replace(
             graphdb::URI_PLACEHOLDER,
             &format!("bolt://127.0.0.1:{}", graph_ports.bolt),
@@ -472,8 +472,39 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             CHAT_MODEL_PLACEHOLDER,
             chat_model.as_deref().unwrap_or(DEFAULT_CHAT_MODEL),
         );
+    // Unchanged (same artifacts, same settings) and deployed: leave the running application
+    // alone. Every deployment is an upgrade with new config names, and an upgrade restarts
+    // providers and re-delivers links — measured: links then arrived with empty configs.
+    let app = app_name(&base)?;
+    let fingerprint = cim_domain::object_cid(base.as_bytes()).to_string();
+    let fingerprint_file = dir.join("deployed.cid");
+    let unchanged = std::fs::read_to_string(&fingerprint_file)
+        .is_ok_and(|f| f.trim() == fingerprint)
+        && dir.join("manifest.yaml").is_file()
+        && wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(5))
+            .await
+            .is_ok()
+        && running_ids(&ctl, &manifest_ids(&base)).await;
+    if unchanged {
+        std::fs::write(
+            dir.join("lattice.json"),
+            serde_json::to_vec_pretty(&LatticeFile {
+                nats_port: port,
+                lattice: lattice.clone(),
+                app: app.clone(),
+            })?,
+        )?;
+        done(t, &format!("{app} unchanged, already deployed"));
+        return Ok(Lattice {
+            url: format!("nats://127.0.0.1:{port}"),
+            lattice,
+            creds: ctx.creds(),
+            app,
+        });
+    }
+    let rendered = unique_config_names(&base)?;
+    let _ = std::fs::remove_file(&fingerprint_file);
     std::fs::write(dir.join("manifest.yaml"), &rendered)?;
-    let app = app_name(&rendered)?;
     let version = wadm::put(&client, &lattice, &rendered).await?;
     wadm::deploy(&client, &lattice, &app).await?;
     wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(180)).await?;
@@ -504,6 +535,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             app: app.clone(),
         })?,
     )?;
+    std::fs::write(&fingerprint_file, &fingerprint)?;
     done(t, &format!("{app} version {version}"));
 
     Ok(Lattice {
