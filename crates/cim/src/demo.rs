@@ -60,7 +60,7 @@ async fn send(
 
 /// Waits for the agent's outcome on a document's text.
 async fn agent_outcome(nats: &async_nats::Client, entity: &EntityRef) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let events = read_events(nats.clone(), entity).await?;
         for e in &events {
@@ -85,7 +85,7 @@ async fn agent_outcome(nats: &async_nats::Client, entity: &EntityRef) -> anyhow:
             }
         }
         if Instant::now() > deadline {
-            bail!("the agent recorded nothing for {entity} in 180 s (is a model server reachable? see `cim status` and .cim/host.log)");
+            bail!("the agent recorded nothing for {entity} in 300 s (is a model server reachable? see `cim status` and .cim/host.log)");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

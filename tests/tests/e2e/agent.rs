@@ -101,7 +101,7 @@ pub async fn outcome(lattice: &TestLattice, id: &str) -> (RecordedEvent, Recorde
             return (text.clone(), done.clone());
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(240),
             "the agent recorded nothing for document/{id}: {:?}\nhost log:\n{}",
             stored.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
             lattice.log_tail("host", 30)
