@@ -10,6 +10,14 @@ pub const SNAPSHOTS_BUCKET: &str = "CIM_SNAPSHOTS";
 /// The object store bucket holding content-addressed objects (named by CID).
 pub const OBJECTS_BUCKET: &str = "CIM_OBJECTS";
 
+/// Whether `name` can name a JetStream bucket (object store, key-value): `A-Z a-z 0-9 _ -`.
+pub fn is_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Event headers. The message body is the event's JSON payload, verbatim; everything else
 /// about the event travels in these headers (the entity is the subject).
 pub mod header {

@@ -322,7 +322,7 @@ pub async fn submit(ctx: &Cli, s: &Submission) -> anyhow::Result<()> {
     driver
         .send(&PackageCommand::ConfigurePackage {
             name: name.clone(),
-            version: format!("0.0.0+{}", &commit.hash[..12]),
+            version: format!("0.0.0+{}", commit.hash.get(..12).unwrap_or(&commit.hash)),
         })
         .await?;
     driver

@@ -157,11 +157,7 @@ impl BuildConfig {
             }
         };
         let bucket = text_without_controls(config, BUCKET, cim_nats::names::OBJECTS_BUCKET)?;
-        if bucket.is_empty()
-            || !bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !cim_nats::names::is_bucket_name(&bucket) {
             return Err(ConfigError {
                 key: BUCKET,
                 value: bucket,

@@ -41,11 +41,7 @@ impl ObjectStoreConfig {
             .get(BUCKET)
             .cloned()
             .unwrap_or_else(|| cim_nats::names::OBJECTS_BUCKET.to_string());
-        if bucket.is_empty()
-            || !bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if !cim_nats::names::is_bucket_name(&bucket) {
             return Err(ConfigError {
                 key: BUCKET,
                 value: bucket,
