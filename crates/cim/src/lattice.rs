@@ -355,9 +355,11 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             "--label".into(),
             "cim.role=local".into(),
         ],
+        // The host passes RUST_LOG on to the providers it starts: one filter for the host log.
         &[(
             "RUST_LOG",
-            "info,wasmtime=warn,cranelift_codegen=warn".into(),
+            std::env::var("CIM_HOST_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift_codegen=warn".into()),
         )],
     )?;
     let ctl = wasmcloud_control_interface::ClientBuilder::new(client.clone())
