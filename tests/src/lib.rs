@@ -6,6 +6,7 @@
 //! WASI p2) and calls its `cim:ecs/entity.handle` export, instantiating the component per call
 //! exactly as the wasmCloud host does.
 
+pub mod browser;
 pub mod lattice;
 
 use std::collections::BTreeMap;

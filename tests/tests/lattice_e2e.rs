@@ -16,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 mod agent;
 #[path = "e2e/pipeline.rs"]
 mod pipeline;
+#[path = "e2e/ui.rs"]
+mod ui;
 
 const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
 
@@ -723,4 +725,8 @@ async fn the_cim_runs_on_a_real_lattice() {
             "{expected:?} missing:\n{stdout}"
         );
     }
+
+    // --- The browser view of what happened, in real headless Chromium.
+    eprintln!("e2e: cim ui in headless Chromium");
+    ui::the_browser_view_shows_the_machine(&lattice).await;
 }

@@ -261,5 +261,6 @@ pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
         count(&nats, &lattice, "MATCH ()-[r]->() RETURN count(r) AS n").await?
     );
     println!("the lattice keeps running: `cim status`, `cim events <kind>/<id>`, `cim down`");
+    println!("see it in a browser: `cim ui`, then open http://127.0.0.1:8480/");
     Ok(())
 }

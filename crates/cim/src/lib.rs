@@ -10,6 +10,8 @@
 //! - [`demo`]: both seed scenarios on the local lattice, with a summary.
 //! - [`ask`]: the documents nearest to a question in the agent's conceptual space.
 //! - [`pipeline`]: a commit of a local git repository through the package pipeline.
+//! - [`ui`]: a browser view of the lattice (status, event streams with chain status, the
+//!   knowledge graph), live over NATS.
 
 mod archive;
 pub mod ask;
@@ -23,7 +25,8 @@ mod lattice;
 mod models;
 pub mod objects;
 pub mod pipeline;
-mod status;
+pub mod status;
+pub mod ui;
 mod wadm;
 
 pub use archive::pack as pack_provider;

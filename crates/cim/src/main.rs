@@ -25,7 +25,7 @@ struct Args {
 #[derive(Debug, clap::Args)]
 struct UpArgs {
     /// NATS client port.
-    #[arg(long, default_value_t = 4222)]
+    #[arg(long, env = "CIM_NATS_PORT", default_value_t = 4222)]
     nats_port: u16,
     /// The wadm manifest to deploy (file:///CIM_ARTIFACTS/… refs are resolved locally).
     #[arg(long, default_value = "wadm/local/cim.wadm.yaml")]
@@ -117,6 +117,13 @@ enum Command {
     Pipeline {
         #[command(subcommand)]
         command: PipelineCommand,
+    },
+    /// Serve a browser view of the lattice on localhost: hosts, components, providers and
+    /// links, each entity's event stream with its chain verified, the knowledge graph; live.
+    Ui {
+        /// The port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 8480)]
+        port: u16,
     },
     /// Pack a provider binary into a provider archive (`<out-dir>/<name>.par.gz`), as `cim up`
     /// does; for packaging (the flake's `<provider>-archive` packages).
@@ -262,6 +269,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             model,
             top,
         } => cim::ask::print_nearest(&ctx, &question, &model, top).await?,
+        Command::Ui { port } => cim::ui::serve(&ctx, port).await?,
         Command::Pack {
             name,
             binary,

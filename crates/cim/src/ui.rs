@@ -1,0 +1,322 @@
+//! `cim ui`: a browser view of the running lattice, served on localhost.
+//!
+//! One page (`ui/index.html`, no external assets: it works offline) over a small JSON API:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/status` | hosts, components, providers, links, wadm's application status |
+//! | `GET /api/entities` | every entity with events, with its event count (stream subjects) |
+//! | `GET /api/events/{kind}/{id}` | an entity's events with the CID chain verified per event |
+//! | `GET /api/graph` | the knowledge graph: nodes (key, labels) and edges |
+//! | `GET /api/live` | server-sent events: `event` for every appended domain event (core NATS `cim.evt.>`), `lattice` for every wasmCloud lattice event (`wasmbus.evt.<lattice>.>`) |
+//!
+//! The page re-reads what a live message concerns, so what it shows is always what the
+//! lattice answers, never a client-side guess.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cim_domain::chain::ChainVerifier;
+use cim_domain::{EntityRef, RecordedEvent, Subject};
+use cim_nats::names::header as h;
+use cim_nats::EventStore;
+use futures::{Stream, StreamExt as _};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::Cli;
+
+/// The page.
+const INDEX: &str = include_str!("ui/index.html");
+
+/// Shared state of the handlers.
+struct Ui {
+    ctx: Cli,
+    nats: async_nats::Client,
+    store: EventStore,
+}
+
+/// An error answered as JSON `{"error": …}` with a status.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}"))
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Serves the view on `addr` (port 0: any free port). Returns the bound address and the
+/// server future, which runs until dropped.
+pub async fn bind(
+    ctx: &Cli,
+    addr: SocketAddr,
+) -> anyhow::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
+    let nats = ctx.connect().await?;
+    let store = EventStore::open(nats.clone())
+        .await
+        .context("cannot open the event store")?;
+    let state = Arc::new(Ui {
+        ctx: ctx.clone(),
+        nats,
+        store,
+    });
+    let app = Router::new()
+        .route("/", get(|| async { Html(INDEX) }))
+        .route("/api/status", get(status))
+        .route("/api/entities", get(entities))
+        .route("/api/events/{kind}/{id}", get(events))
+        .route("/api/graph", get(graph))
+        .route("/api/live", get(live))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    Ok((bound, async move { axum::serve(listener, app).await }))
+}
+
+/// `cim ui`: serves the view on 127.0.0.1:`port` until Ctrl-C.
+pub async fn serve(ctx: &Cli, port: u16) -> anyhow::Result<()> {
+    let (addr, server) = bind(ctx, SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    println!("cim ui: http://{addr}/ (Ctrl-C to stop)");
+    tokio::select! {
+        served = server => served.context("the web server stopped")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+async fn status(State(ui): State<Arc<Ui>>) -> ApiResult<crate::status::LatticeStatus> {
+    Ok(Json(
+        crate::status::lattice_status(&ui.ctx, &ui.nats).await?,
+    ))
+}
+
+/// An entity and how many events it has.
+#[derive(Debug, Serialize)]
+struct EntitySummary {
+    kind: String,
+    id: String,
+    events: usize,
+}
+
+async fn entities(State(ui): State<Arc<Ui>>) -> ApiResult<Vec<EntitySummary>> {
+    let mut subjects = ui
+        .store
+        .stream()
+        .info_with_subjects(Subject::all_events())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the event stream's subjects: {e}"))?;
+    let mut out = Vec::new();
+    while let Some(next) = subjects.next().await {
+        let (subject, count) =
+            next.map_err(|e| anyhow::anyhow!("cannot read the event stream's subjects: {e}"))?;
+        if let Ok(Subject::Event(entity)) = subject.parse::<Subject>() {
+            out.push(EntitySummary {
+                kind: entity.kind.to_string(),
+                id: entity.id.to_string(),
+                events: count,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    Ok(Json(out))
+}
+
+/// One event as the page shows it, with the verdict on its place in the chain.
+#[derive(Debug, Serialize)]
+struct EventView {
+    version: u64,
+    name: String,
+    cid: String,
+    previous: Option<String>,
+    correlation: String,
+    causation: Option<String>,
+    occurred_at_ms: u64,
+    payload: Value,
+    /// `None` when the event verifies (content hashes to its CID, links to the one before).
+    chain_error: Option<String>,
+}
+
+/// Verifies `events` one by one: after a break, verification continues from the event as
+/// stored, so one bad event is reported once and the rest is still checked.
+fn verified(entity: &EntityRef, events: &[RecordedEvent]) -> Vec<EventView> {
+    let mut verifier = ChainVerifier::new();
+    events
+        .iter()
+        .map(|ev| {
+            let chain_error = verifier.push(ev).err().map(|e| {
+                verifier = ChainVerifier::after(entity.clone(), ev.version, ev.cid);
+                e.to_string()
+            });
+            EventView {
+                version: ev.version,
+                name: ev.name.to_string(),
+                cid: ev.cid.to_string(),
+                previous: ev.previous.map(|c| c.to_string()),
+                correlation: ev.meta.correlation_id.clone(),
+                causation: ev.meta.causation_id.clone(),
+                occurred_at_ms: ev.meta.occurred_at_ms,
+                payload: serde_json::from_slice(&ev.payload).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&ev.payload).into_owned())
+                }),
+                chain_error,
+            }
+        })
+        .collect()
+}
+
+async fn events(
+    State(ui): State<Arc<Ui>>,
+    Path((kind, id)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    let entity =
+        EntityRef::new(&kind, &id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let mut all: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let page = ui
+            .store
+            .read(&entity, all.len() as u64 + 1, 4096)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read {entity}: {e}"))?;
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    let events = verified(&entity, &all);
+    let broken = events.iter().filter(|e| e.chain_error.is_some()).count();
+    Ok(Json(json!({
+        "entity": entity.to_string(),
+        "chain": if broken == 0 { "verified" } else { "broken" },
+        "events": events,
+    })))
+}
+
+async fn graph(State(ui): State<Arc<Ui>>) -> ApiResult<Value> {
+    let (nodes, edges) = crate::graph::structure(&ui.ctx).await?;
+    Ok(Json(crate::graph::to_json(&nodes, &edges)))
+}
+
+/// The live feed: domain events and lattice events as they happen on NATS.
+async fn live(State(ui): State<Arc<Ui>>) -> Response {
+    match feed(&ui).await {
+        Ok(stream) => Sse::new(stream)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+            .into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("{e:#}"),
+        )
+            .into_response(),
+    }
+}
+
+async fn feed(
+    ui: &Ui,
+) -> anyhow::Result<impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static> {
+    let domain = ui
+        .nats
+        .subscribe(Subject::all_events())
+        .await
+        .context("cannot subscribe to events")?
+        .filter_map(|msg| async move { domain_event(&msg).map(Ok) });
+    let lattice = ui
+        .nats
+        .subscribe(format!("wasmbus.evt.{}.>", ui.ctx.lattice()))
+        .await
+        .context("cannot subscribe to lattice events")?
+        .map(|msg| {
+            let kind = msg
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            Ok(SseEvent::default()
+                .event("lattice")
+                .data(json!({ "type": kind }).to_string()))
+        });
+    // The first message tells the page the feed is connected.
+    let hello = futures::stream::once(async { Ok(SseEvent::default().event("hello").data("{}")) });
+    Ok(hello.chain(futures::stream::select(domain, lattice)))
+}
+
+/// An appended domain event as a live message (from its subject and headers).
+fn domain_event(msg: &async_nats::Message) -> Option<SseEvent> {
+    let Ok(Subject::Event(entity)) = msg.subject.parse::<Subject>() else {
+        return None;
+    };
+    let headers = msg.headers.as_ref()?;
+    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
+    let data = json!({
+        "kind": entity.kind.to_string(),
+        "id": entity.id.to_string(),
+        "name": get(h::EVENT)?,
+        "version": get(h::VERSION)?.parse::<u64>().ok()?,
+        "cid": get(h::CID)?,
+        "previous": get(h::PREVIOUS),
+    });
+    Some(SseEvent::default().event("event").data(data.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cim_domain::{Envelope, NewEvent, Token};
+
+    fn chain(entity: &EntityRef, n: usize) -> Vec<RecordedEvent> {
+        let mut out: Vec<RecordedEvent> = Vec::new();
+        for i in 0..n {
+            let ev = NewEvent {
+                name: Token::parse("event name", "Changed").unwrap(),
+                schema_version: 1,
+                payload: format!("{{\"n\":{i}}}").into_bytes(),
+                meta: Envelope::originating(format!("c{i}"), 0),
+            };
+            let previous = out.last().map(|e| e.cid);
+            out.push(RecordedEvent::seal(entity, i as u64 + 1, previous, ev).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_tampered_event_is_reported_once_and_the_rest_still_verified() {
+        let entity = EntityRef::new("thing", "t-1").unwrap();
+        let good = verified(&entity, &chain(&entity, 4));
+        assert!(good.iter().all(|e| e.chain_error.is_none()));
+        assert_eq!(good[2].payload, json!({"n": 2}));
+
+        let mut events = chain(&entity, 4);
+        events[1].payload = b"{\"n\":99}".to_vec();
+        let bad = verified(&entity, &events);
+        let errors: Vec<_> = bad.iter().map(|e| e.chain_error.is_some()).collect();
+        assert_eq!(errors, [false, true, false, false]);
+        assert!(bad[1]
+            .chain_error
+            .as_ref()
+            .unwrap()
+            .contains("does not match"));
+    }
+}
