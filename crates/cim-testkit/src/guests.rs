@@ -38,10 +38,14 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The cargo target directory the components are built into: `$CARGO_TARGET_DIR/guests` or
-/// `<workspace>/target/guests`. A separate directory from the native build, so building guests
-/// from inside a running `cargo test` never waits on the outer build's lock.
+/// The cargo target directory the components are built into: `$CIM_GUEST_TARGET_DIR`, else
+/// `$CARGO_TARGET_DIR/guests` or `<workspace>/target/guests`. A separate directory from the
+/// native build, so building guests from inside a running `cargo test` never waits on the
+/// outer build's lock.
 fn guest_target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CIM_GUEST_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
