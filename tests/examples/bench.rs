@@ -111,6 +111,30 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
         raw.as_secs_f64() / provider.as_secs_f64()
     );
 
+    // Where the provider's time goes: the same batches through `EventStore::append` in this
+    // process (head lookup, CID sealing, one atomic batch), without wRPC and the provider.
+    let direct_store = EventStore::open(nats.clone()).await?;
+    let direct_entity = EntityRef::new("bench", "append-direct")?;
+    let t = Instant::now();
+    for b in 0..BATCHES {
+        direct_store
+            .append(
+                &direct_entity,
+                (b * BATCH) as u64,
+                (0..BATCH).map(|i| new_event(b * BATCH + i)).collect(),
+            )
+            .await?;
+    }
+    let direct = t.elapsed();
+    println!(
+        "append store (no wRPC): {:.0} events/s",
+        n / direct.as_secs_f64()
+    );
+    println!(
+        "ratio append_store_vs_raw: {:.2}",
+        raw.as_secs_f64() / direct.as_secs_f64()
+    );
+
     // 2. Command round trip over wRPC (component + provider + JetStream) vs raw publish-ack.
     call(&nats, &l, &command_for("document", "rt", "Create", r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#, None))
         .await?

@@ -521,6 +521,17 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     )
     .await?;
     wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(180)).await?;
+    // "Deployed" means the host runs the components; an export is served once the host's
+    // subscription has reached NATS. Measured: a first call right after could go unanswered.
+    // Every entity component must answer a probe before `cim up` is done.
+    let entities = entity_components(&ctl).await?;
+    poll(
+        "entity components answering over wRPC",
+        Duration::from_secs(60),
+        Some(&host),
+        || probe_entities(&client, &lattice, &entities),
+    )
+    .await?;
     // Content-addressed copies no longer referenced are from earlier builds.
     for entry in std::fs::read_dir(&artifacts)?.flatten() {
         let path = entry.path();
@@ -622,20 +633,87 @@ fn manifest_ids(manifest: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether every id in `expected` runs as a component or provider on some host.
-async fn running_ids(ctl: &wasmcloud_control_interface::Client, expected: &[String]) -> bool {
-    let Ok(hosts) = ctl.get_hosts().await else {
-        return false;
-    };
-    let mut running = std::collections::HashSet::new();
-    for host in hosts.iter().filter_map(|h| h.data()) {
-        if let Ok(inv) = ctl.get_host_inventory(host.id()).await {
-            if let Some(inv) = inv.data() {
-                running.extend(inv.components().iter().map(|c| c.id().to_owned()));
-                running.extend(inv.providers().iter().map(|p| p.id().to_owned()));
+/// The ids of the running components whose Wasm exports `cim:ecs/entity` (read from the
+/// local artifacts their image references name).
+async fn entity_components(
+    ctl: &wasmcloud_control_interface::Client,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for host in crate::status::hosts(ctl).await? {
+        for c in host.components {
+            let Some(path) = c.image.strip_prefix("file://") else {
+                continue;
+            };
+            let wasm = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+            if exports(&wasm, ENTITY_INTERFACE) {
+                ids.push(c.id);
             }
         }
     }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// The WIT interface entity components export.
+const ENTITY_INTERFACE: &str = "cim:ecs/entity@0.1.0";
+
+/// Whether the component `wasm` exports `interface` (at its top level).
+fn exports(wasm: &[u8], interface: &str) -> bool {
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(
+                wasmparser::Payload::ComponentSection { .. }
+                | wasmparser::Payload::ModuleSection { .. },
+            ) => depth += 1,
+            Ok(wasmparser::Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(wasmparser::Payload::ComponentExportSection(reader)) if depth == 0 => {
+                if reader.into_iter().flatten().any(|e| e.name.0 == interface) {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether every entity component answers a probe: a command for a kind no component serves,
+/// which each answers with a typed `invalid` without touching the event store.
+async fn probe_entities(nats: &async_nats::Client, lattice: &str, ids: &[String]) -> bool {
+    let probe = crate::call::command_for("cim-probe", "ready", "Probe", "{}", None);
+    for id in ids {
+        let Ok(client) =
+            wrpc_transport_nats::Client::new(nats.clone(), format!("{lattice}.{id}"), None).await
+        else {
+            return false;
+        };
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3),
+            cim_wrpc::bindings::cim::ecs::entity::handle(&client, None, &probe),
+        )
+        .await;
+        if !matches!(answer, Ok(Ok(_))) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether every id in `expected` runs as a component or provider on some host.
+async fn running_ids(ctl: &wasmcloud_control_interface::Client, expected: &[String]) -> bool {
+    let Ok(hosts) = crate::status::hosts(ctl).await else {
+        return false;
+    };
+    let running: std::collections::HashSet<String> = hosts
+        .into_iter()
+        .flat_map(|h| {
+            let components = h.components.into_iter().map(|c| c.id);
+            components.chain(h.providers.into_iter().map(|p| p.id))
+        })
+        .collect();
     expected.iter().all(|id| running.contains(id))
 }
 
@@ -691,6 +769,18 @@ pub fn down(ctx: &Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entity_components_are_told_by_their_exports() {
+        let built = cim_testkit::build_components().unwrap();
+        let wasm = |name: &str| std::fs::read(built.join(name)).unwrap();
+        assert!(exports(&wasm("document.wasm"), ENTITY_INTERFACE));
+        assert!(exports(&wasm("package.wasm"), ENTITY_INTERFACE));
+        // The agent imports cim:ecs/entity (it commands documents) and exports the reactor.
+        assert!(!exports(&wasm("agent.wasm"), ENTITY_INTERFACE));
+        assert!(exports(&wasm("agent.wasm"), "cim:ecs/reactor@0.1.0"));
+        assert!(!exports(b"not wasm", ENTITY_INTERFACE));
+    }
 
     #[test]
     fn reads_the_application_name() {

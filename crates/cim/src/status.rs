@@ -76,12 +76,10 @@ pub struct AppStatus {
     pub message: String,
 }
 
-/// Reads the lattice's inventory over the control interface and wadm.
-pub async fn lattice_status(ctx: &Cli, nats: &async_nats::Client) -> anyhow::Result<LatticeStatus> {
-    let lattice = ctx.lattice();
-    let ctl = wasmcloud_control_interface::ClientBuilder::new(nats.clone())
-        .lattice(lattice)
-        .build();
+/// Every host of the lattice with what runs on it (control interface).
+pub(crate) async fn hosts(
+    ctl: &wasmcloud_control_interface::Client,
+) -> anyhow::Result<Vec<HostStatus>> {
     let found = ctl
         .get_hosts()
         .await
@@ -122,6 +120,16 @@ pub async fn lattice_status(ctx: &Cli, nats: &async_nats::Client) -> anyhow::Res
             providers,
         });
     }
+    Ok(hosts)
+}
+
+/// Reads the lattice's inventory over the control interface and wadm.
+pub async fn lattice_status(ctx: &Cli, nats: &async_nats::Client) -> anyhow::Result<LatticeStatus> {
+    let lattice = ctx.lattice();
+    let ctl = wasmcloud_control_interface::ClientBuilder::new(nats.clone())
+        .lattice(lattice)
+        .build();
+    let hosts = hosts(&ctl).await?;
     let found = ctl
         .get_links()
         .await
