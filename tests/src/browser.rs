@@ -204,7 +204,7 @@ impl Browser {
         loop {
             // While the page is still loading the condition may throw: that is "not yet".
             let last = match self.eval(page, &format!("Boolean({condition})")) {
-                Ok(v) if v == json!(true) => return Ok(()),
+                Ok(Value::Bool(true)) => return Ok(()),
                 Ok(v) => v.to_string(),
                 Err(e) => e.to_string(),
             };
