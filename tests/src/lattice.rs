@@ -128,6 +128,27 @@ impl TestLattice {
         Ok(cmd)
     }
 
+    /// Runs `cim <args>` against this lattice from `cwd`; fails the test with both output
+    /// streams unless it succeeds; returns its standard output.
+    pub async fn cim_ok(&self, args: &[&str], cwd: &std::path::Path) -> String {
+        let out = self
+            .cim_command()
+            .expect("the cim binary")
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .await
+            .expect("cim runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "cim {} failed:\n{stdout}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// The command line of process `pid` (arguments joined by spaces; empty if it is gone).
     pub fn cmdline(pid: i32) -> String {
         std::fs::read(format!("/proc/{pid}/cmdline"))

@@ -663,18 +663,12 @@ async fn the_cim_runs_on_a_real_lattice() {
         diff(&after.1, &before.1),
     );
     let export = lattice
-        .cim_command()
-        .unwrap()
-        .args(["graph", "export", "--format", "json"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        export.status.success(),
-        "{}",
-        String::from_utf8_lossy(&export.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+        .cim_ok(
+            &["graph", "export", "--format", "json"],
+            &cim_testkit::workspace_root(),
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&export).unwrap();
     assert!(json["edges"]
         .as_array()
         .unwrap()
@@ -690,28 +684,22 @@ async fn the_cim_runs_on_a_real_lattice() {
     // --- The README's main job: `cim demo` (both seed scenarios) on the running lattice.
     eprintln!("e2e: cim demo on the running lattice");
     let root = cim_testkit::workspace_root();
-    let out = lattice
-        .cim_command()
-        .unwrap()
-        .arg("demo")
-        .arg("--manifest")
-        .arg(root.join("wadm/local/cim.wadm.yaml"))
-        .args([
-            "--ollama-url",
-            &ollama.url(),
-            "--chat-model",
-            cim_testkit::SCRIPTED_CHAT_MODEL,
-        ])
-        .current_dir(&root)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "cim demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let manifest = root.join("wadm/local/cim.wadm.yaml");
+    let ollama_url = ollama.url();
+    let stdout = lattice
+        .cim_ok(
+            &[
+                "demo",
+                "--manifest",
+                &manifest.display().to_string(),
+                "--ollama-url",
+                &ollama_url,
+                "--chat-model",
+                cim_testkit::SCRIPTED_CHAT_MODEL,
+            ],
+            &root,
+        )
+        .await;
     for expected in [
         "every CID chain verified",
         "-> invoice",

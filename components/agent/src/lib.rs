@@ -97,11 +97,8 @@ impl Knowledge for ImportedLog {
     }
 
     fn embeddings(&mut self, model: &str) -> Result<Vec<(String, Vec<f32>)>, DomainError> {
-        let rows = graph::query(
-            "MATCH (d:Entity) WHERE d.embedding_model = $model RETURN d.key AS key, d.embedding AS embedding",
-            &[text("model", model)],
-        )
-        .map_err(error_in)?;
+        let rows = graph::query(cim_model::agent::EMBEDDINGS_QUERY, &[text("model", model)])
+            .map_err(error_in)?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {

@@ -22,6 +22,11 @@ use crate::document::{Document, DocumentCommand, DocumentEvent};
 /// The relationship between similar documents.
 pub const SIMILAR_TO: &str = "SIMILAR_TO";
 
+/// The read-only Cypher query for every stored document embedding of a model (parameter
+/// `model`); rows have the columns `key` (the document's entity reference) and `embedding`.
+pub const EMBEDDINGS_QUERY: &str =
+    "MATCH (d:Entity) WHERE d.embedding_model = $model RETURN d.key AS key, d.embedding AS embedding";
+
 /// How the agent works.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use cim_wrpc::bindings::cim::ecs::graph::{Property, Value};
 use cim_wrpc::bindings::cim::ecs::inference;
 
-use crate::graph::graph_query;
+use crate::graph::{cell, graph_query};
 use crate::Cli;
 
 /// The component id of the inference provider in the CIM manifests.
@@ -44,7 +44,7 @@ pub async fn nearest(
     let rows = graph_query(
         nats,
         lattice,
-        "MATCH (d:Entity) WHERE d.embedding_model = $model RETURN d.key AS key, d.embedding AS embedding",
+        cim_model::agent::EMBEDDINGS_QUERY,
         &[Property {
             name: "model".into(),
             value: Value::Text(model.into()),
@@ -54,21 +54,12 @@ pub async fn nearest(
     .map_err(|e| anyhow::anyhow!("reading embeddings from the graph: {e}"))?;
     let mut scored: Vec<(String, f64)> = rows
         .into_iter()
-        .filter_map(|row| {
-            // Columns are named, not ordered: ArcadeDB returns them in its own order.
-            let column = |name: &str| {
-                row.columns
-                    .iter()
-                    .position(|c| c == name)
-                    .and_then(|i| row.values.get(i))
-            };
-            match (column("key"), column("embedding")) {
-                (Some(Value::Text(key)), Some(Value::Floats(v))) => {
-                    let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
-                    Some((key.clone(), cim_model::agent::cosine(&query, &v)))
-                }
-                _ => None,
+        .filter_map(|row| match (cell(&row, "key"), cell(&row, "embedding")) {
+            (Some(Value::Text(key)), Some(Value::Floats(v))) => {
+                let v: Vec<f32> = v.iter().map(|x| *x as f32).collect();
+                Some((key.clone(), cim_model::agent::cosine(&query, &v)))
             }
+            _ => None,
         })
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));

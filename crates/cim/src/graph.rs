@@ -72,11 +72,13 @@ pub fn show(v: &Value) -> String {
     }
 }
 
-fn cell<'a>(row: &'a Row, column: &str) -> Option<&'a Value> {
+/// The value of `column` in `row` (columns are named, not ordered: ArcadeDB returns them in
+/// its own order).
+pub(crate) fn cell<'a>(row: &'a Row, column: &str) -> Option<&'a Value> {
     row.columns
         .iter()
         .position(|c| c == column)
-        .map(|i| &row.values[i])
+        .and_then(|i| row.values.get(i))
 }
 
 async fn rows(ctx: &Cli, cypher: &str) -> anyhow::Result<Vec<Row>> {
@@ -201,6 +203,17 @@ mod tests {
         assert!(matches!(v("q=a=b"), Value::Text(t) if t == "a=b"));
         assert_eq!(parse_param("n=3").unwrap().name, "n");
         assert!(parse_param("novalue").is_err());
+    }
+
+    #[test]
+    fn a_row_shorter_than_its_columns_has_no_value_instead_of_a_panic() {
+        let row = Row {
+            columns: vec!["a".into(), "b".into()],
+            values: vec![Value::Integer(1)],
+        };
+        assert!(matches!(cell(&row, "a"), Some(Value::Integer(1))));
+        assert!(cell(&row, "b").is_none());
+        assert!(cell(&row, "c").is_none());
     }
 
     #[test]

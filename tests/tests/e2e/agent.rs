@@ -185,24 +185,17 @@ pub async fn documents_are_classified_and_related_ones_linked(lattice: &TestLatt
     }
 
     // Conceptual space from the CLI: the question lands on the invoices.
-    let out = lattice
-        .cim_command()
-        .unwrap()
-        .args([
-            "ask",
-            "how much do I owe for the consulting work?",
-            "--top",
-            "3",
-        ])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = lattice
+        .cim_ok(
+            &[
+                "ask",
+                "how much do I owe for the consulting work?",
+                "--top",
+                "3",
+            ],
+            &cim_testkit::workspace_root(),
+        )
+        .await;
     let first = stdout.lines().next().unwrap_or_default();
     assert!(first.contains("document/inv-"), "{stdout}");
     assert!(!first.contains("recipe"));
