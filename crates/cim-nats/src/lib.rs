@@ -5,9 +5,11 @@
 //!   the only mode the wasmCloud host and its providers support).
 //! - [`names`]: stream, bucket and header names.
 //! - [`store`]: the JetStream event store: per-entity CID chains with optimistic concurrency.
+//! - [`commit`]: the message format of multi-event appends (one message per commit).
 //! - [`objects`]: the content-addressed object store (NATS Object Store, names are CIDs).
 
 pub mod auth;
+pub mod commit;
 pub mod config;
 pub mod names;
 pub mod objects;

@@ -42,4 +42,8 @@ pub mod header {
     /// Present when the payload was offloaded to the object store: the payload's object CID.
     /// The message body is then empty; the event's own CID still covers the full payload.
     pub const PAYLOAD_CID: &str = "Cim-Payload-Cid";
+    /// Present on a commit message (several events of one append in one message, see
+    /// [`crate::commit`]): the number of events. [`VERSION`] and [`CID`] are then the last
+    /// event's, and the body is the commit.
+    pub const EVENTS: &str = "Cim-Events";
 }

@@ -1,17 +1,25 @@
 //! The JetStream event store.
 //!
 //! One stream, [`names::EVENTS_STREAM`], holds every event on the subject of its entity
-//! (`cim.evt.<kind>.<id>`, see [`cim_domain::Subject`]). A message's body is the event's JSON
-//! payload, verbatim; the CID, chain link, version, name and envelope travel in `Cim-*` headers,
-//! so `nats sub 'cim.evt.>'` shows readable facts.
+//! (`cim.evt.<kind>.<id>`, see [`cim_domain::Subject`]). An append is **one message**:
+//!
+//! - one event: the body is the event's JSON payload, verbatim; the CID, chain link, version,
+//!   name and envelope travel in `Cim-*` headers, so `nats sub 'cim.evt.>'` shows readable facts;
+//! - several events (a *commit*): the body is a JSON array of the events, marked by the
+//!   `Cim-Events` header (see [`crate::commit`]); every event keeps its own CID and chain link.
+//!
+//! One message is stored or not, so an append is all-or-nothing. A commit too large for one
+//! message (beyond the server's `max_payload`) falls back to a JetStream atomic batch of
+//! one-event messages, still all-or-nothing (docs/adr/0009-one-message-per-append.md explains
+//! the choice: the atomic batch costs a constant ~7 ms on a disk-backed stream).
 //!
 //! Appends are guarded per entity by JetStream itself: each publish carries
-//! `Nats-Expected-Last-Subject-Sequence` (the stream sequence of the entity's last event, or 0),
+//! `Nats-Expected-Last-Subject-Sequence` (the stream sequence of the entity's last message, or 0),
 //! so of two writers that read the same version only one can append; the other gets a
-//! `conflict`. Each publish also carries `Nats-Msg-Id` = the event's CID, so a publish retried
-//! after a lost acknowledgement is deduplicated by the server. An append retried after a lost
-//! reply (the events are already stored) is recognised by comparing CIDs and returns the stored
-//! events instead of a conflict.
+//! `conflict`. Each publish also carries `Nats-Msg-Id` = the CID of the (last) event it stores,
+//! so a publish retried after a lost acknowledgement is deduplicated by the server. An append
+//! retried after a lost reply (the events are already stored) is recognised by comparing CIDs
+//! and returns the stored events instead of a conflict.
 
 use std::time::Duration;
 
@@ -25,10 +33,12 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use crate::commit::{self, Stored};
 use crate::names::{header, EVENTS_STREAM, EVENTS_SUBJECTS, SNAPSHOTS_BUCKET};
 use crate::objects::ObjectStore;
 
-/// Most events one append may carry: JetStream's default atomic batch limit.
+/// Most events one append may carry (JetStream's default atomic batch limit, which bounds the
+/// fallback for commits too large for one message).
 pub const MAX_APPEND: usize = 1000;
 
 /// How long to wait for one JetStream acknowledgement or response.
@@ -99,7 +109,7 @@ pub fn subject_filters(filters: &[String]) -> (String, Vec<String>) {
     }
 }
 
-/// Encodes an event as message headers and body.
+/// Encodes a single event as message headers and body (a one-event append).
 pub fn encode(ev: &RecordedEvent) -> (HeaderMap, Bytes) {
     let mut h = HeaderMap::new();
     h.insert(header::CID, ev.cid.to_string().as_str());
@@ -121,23 +131,53 @@ pub fn encode(ev: &RecordedEvent) -> (HeaderMap, Bytes) {
     (h, Bytes::from(ev.payload.clone()))
 }
 
-/// Decodes a stored message back into an event (without verifying its CID; see [`ChainVerifier`]).
+/// Decodes a stored message back into its events: one, or several for a commit (without
+/// verifying CIDs, see [`ChainVerifier`], and without fetching offloaded payloads: their
+/// `payload` is empty; [`EventStore::decode_stored`] fetches them).
 pub fn decode(
     subject: &str,
     headers: &HeaderMap,
     payload: &[u8],
-) -> Result<RecordedEvent, EcsError> {
+) -> Result<Vec<RecordedEvent>, EcsError> {
     match subject.parse::<Subject>() {
-        Ok(Subject::Event(entity)) => decode_for(entity, headers, payload),
+        Ok(Subject::Event(entity)) => Ok(decode_message(&entity, headers, payload)?
+            .into_iter()
+            .map(|s| s.event)
+            .collect()),
         _ => Err(EcsError::Unavailable(format!(
             "malformed event message on {subject}: not an event subject"
         ))),
     }
 }
 
-/// Decodes a message of `entity`'s stream (the subject already known): the hot path of reads,
-/// so header names are static and nothing is copied that is parsed anyway.
-pub fn decode_for(
+/// Decodes a message of `entity`'s stream (the subject already known) into its events.
+fn decode_message(
+    entity: &EntityRef,
+    headers: &HeaderMap,
+    payload: &[u8],
+) -> Result<Vec<Stored>, EcsError> {
+    use async_nats::header::HeaderName;
+    if let Some(count) = headers.get(HeaderName::from_static(header::EVENTS)) {
+        return commit::decode(entity, count.as_str(), payload);
+    }
+    let event = decode_single(entity.clone(), headers, payload)?;
+    let offloaded = headers
+        .get(HeaderName::from_static(header::PAYLOAD_CID))
+        .map(|cid| {
+            Cid::try_from(cid.as_str()).map_err(|e| {
+                EcsError::Unavailable(format!(
+                    "malformed event message on {}: {e}",
+                    Subject::event(entity)
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(vec![Stored { event, offloaded }])
+}
+
+/// Decodes a one-event message: the hot path of reads, so header names are static and nothing
+/// is copied that is parsed anyway.
+fn decode_single(
     entity: EntityRef,
     headers: &HeaderMap,
     payload: &[u8],
@@ -290,49 +330,66 @@ impl EventStore {
     /// (content-addressed, so a retried append stores it once).
     async fn encode_stored(&self, ev: &RecordedEvent) -> Result<(HeaderMap, Bytes), EcsError> {
         let (mut headers, body) = encode(ev);
-        if body.len() <= self.offload_above {
-            return Ok((headers, body));
+        match self.offload(ev).await? {
+            None => Ok((headers, body)),
+            Some(cid) => {
+                headers.insert(header::PAYLOAD_CID, cid.to_string().as_str());
+                Ok((headers, Bytes::new()))
+            }
         }
-        let cid = self.objects.put(&body, "application/json").await?;
-        headers.insert(header::PAYLOAD_CID, cid.to_string().as_str());
-        Ok((headers, Bytes::new()))
     }
 
-    /// Decodes a stored message into an event, fetching an offloaded payload from the object
-    /// store (verified against its CID there; the event CID is verified by the reader's chain
-    /// check as for any event).
+    /// Decodes a stored message into its events (one, or several for a commit), fetching
+    /// offloaded payloads from the object store (verified against their CIDs there; event CIDs
+    /// are verified by the reader's chain check as for any event).
     pub async fn decode_stored(
         &self,
         subject: &str,
         headers: &HeaderMap,
         payload: &[u8],
-    ) -> Result<RecordedEvent, EcsError> {
-        let ev = decode(subject, headers, payload)?;
-        self.resolve_payload(ev, headers).await
+    ) -> Result<Vec<RecordedEvent>, EcsError> {
+        let entity = match subject.parse::<Subject>() {
+            Ok(Subject::Event(entity)) => entity,
+            _ => {
+                return Err(EcsError::Unavailable(format!(
+                    "malformed event message on {subject}: not an event subject"
+                )))
+            }
+        };
+        self.resolve(decode_message(&entity, headers, payload)?)
+            .await
     }
 
-    /// Fetches an offloaded payload (if the message names one) into `ev`.
-    async fn resolve_payload(
-        &self,
-        mut ev: RecordedEvent,
-        headers: &HeaderMap,
-    ) -> Result<RecordedEvent, EcsError> {
-        let name = async_nats::header::HeaderName::from_static(header::PAYLOAD_CID);
-        if let Some(cid) = headers.get(name) {
-            let cid = Cid::try_from(cid.as_str()).map_err(|e| {
-                EcsError::Unavailable(format!(
-                    "malformed event message on {}: {e}",
-                    Subject::event(&ev.entity)
-                ))
-            })?;
-            ev.payload = self.objects.get(&cid).await.map_err(|e| {
-                EcsError::Unavailable(format!(
-                    "payload {cid} of {} v{}: {e}",
-                    ev.entity, ev.version
-                ))
-            })?;
+    /// Fetches the offloaded payloads of `stored` into their events.
+    async fn resolve(&self, stored: Vec<Stored>) -> Result<Vec<RecordedEvent>, EcsError> {
+        let mut out = Vec::with_capacity(stored.len());
+        for Stored {
+            mut event,
+            offloaded,
+        } in stored
+        {
+            if let Some(cid) = offloaded {
+                event.payload = self.objects.get(&cid).await.map_err(|e| {
+                    EcsError::Unavailable(format!(
+                        "payload {cid} of {} v{}: {e}",
+                        event.entity, event.version
+                    ))
+                })?;
+            }
+            out.push(event);
         }
-        Ok(ev)
+        Ok(out)
+    }
+
+    /// Offloads `ev`'s payload to the object store when it is larger than the offload
+    /// threshold, returning the object's CID.
+    async fn offload(&self, ev: &RecordedEvent) -> Result<Option<Cid>, EcsError> {
+        if ev.payload.len() <= self.offload_above {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.objects.put(&ev.payload, "application/json").await?,
+        ))
     }
 
     /// Opens the store, creating the events stream and snapshot bucket if they do not exist.
@@ -366,14 +423,17 @@ impl EventStore {
         })
     }
 
-    /// The entity's last event and its stream sequence, if it has any.
+    /// The entity's last event and the stream sequence of its message, if it has any.
     pub async fn head(&self, entity: &EntityRef) -> Result<Option<Head>, EcsError> {
         let subject = Subject::event(entity).to_string();
         match self.stream.direct_get_last_for_subject(&subject).await {
-            Ok(msg) => Ok(Some(Head {
-                sequence: msg.sequence,
-                event: decode(&subject, &msg.headers, &msg.payload)?,
-            })),
+            Ok(msg) => {
+                let last = decode_message(entity, &msg.headers, &msg.payload)?.pop();
+                Ok(last.map(|s| Head {
+                    sequence: msg.sequence,
+                    event: s.event,
+                }))
+            }
             Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => Ok(None),
             Err(e) => Err(unavailable("reading the entity's last event", e)),
         }
@@ -414,26 +474,39 @@ impl EventStore {
         }
         let sealed = seal_all(entity, expected_version, previous, events.clone())?;
         let max_payload = self.client.server_info().max_payload;
-        let mut messages = Vec::with_capacity(sealed.len());
-        for ev in &sealed {
-            let (headers, body) = self.encode_stored(ev).await?;
-            let size = message_size(&headers, &body);
-            if size > max_payload {
-                return Err(EcsError::Invalid(format!(
-                    "event {} is {size} bytes; the server accepts at most {max_payload}",
-                    ev.name
-                )));
-            }
-            messages.push((headers, body));
-        }
         let subject = Subject::event(entity).to_string();
-        let outcome = if sealed.len() == 1 {
-            let (headers, body) = messages.remove(0);
-            self.publish_one(&subject, &sealed[0], headers, body, last_sequence)
-                .await
-        } else {
-            self.publish_batch(&subject, &sealed, messages, last_sequence)
-                .await
+        let outcome = match self.encode_commit(&sealed).await? {
+            Some((headers, body)) if message_size(&headers, &body) <= max_payload => {
+                self.publish_one(&subject, &sealed, headers, body, last_sequence)
+                    .await
+            }
+            commit => {
+                let mut messages = Vec::with_capacity(sealed.len());
+                for ev in &sealed {
+                    let (headers, body) = self.encode_stored(ev).await?;
+                    let size = message_size(&headers, &body);
+                    if size > max_payload {
+                        return Err(EcsError::Invalid(format!(
+                            "event {} is {size} bytes; the server accepts at most {max_payload}",
+                            ev.name
+                        )));
+                    }
+                    messages.push((headers, body));
+                }
+                match (commit, messages.pop()) {
+                    // One event: its own message (and it does not fit: refused above).
+                    (None, Some((headers, body))) => {
+                        self.publish_one(&subject, &sealed, headers, body, last_sequence)
+                            .await
+                    }
+                    // A commit beyond one message: an atomic batch of one-event messages.
+                    (_, last) => {
+                        messages.extend(last);
+                        self.publish_batch(&subject, &sealed, messages, last_sequence)
+                            .await
+                    }
+                }
+            }
         };
         match outcome {
             Ok(()) => Ok(sealed),
@@ -449,16 +522,44 @@ impl EventStore {
         }
     }
 
-    /// Publishes one event with per-subject optimistic concurrency and deduplication by CID.
+    /// The commit message of several events (`None` for one event, which is its own message).
+    async fn encode_commit(
+        &self,
+        sealed: &[RecordedEvent],
+    ) -> Result<Option<(HeaderMap, Bytes)>, EcsError> {
+        let [.., last] = sealed else { return Ok(None) };
+        if sealed.len() < 2 {
+            return Ok(None);
+        }
+        let mut stored = Vec::with_capacity(sealed.len());
+        for ev in sealed {
+            stored.push(Stored {
+                offloaded: self.offload(ev).await?,
+                event: ev.clone(),
+            });
+        }
+        let body = commit::encode(&stored)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::EVENTS, sealed.len().to_string().as_str());
+        headers.insert(header::VERSION, last.version.to_string().as_str());
+        headers.insert(header::CID, last.cid.to_string().as_str());
+        Ok(Some((headers, Bytes::from(body))))
+    }
+
+    /// Publishes one message (one event, or the commit of `sealed`) with per-subject optimistic
+    /// concurrency and deduplication by the last event's CID.
     async fn publish_one(
         &self,
         subject: &str,
-        ev: &RecordedEvent,
+        sealed: &[RecordedEvent],
         mut headers: HeaderMap,
         body: Bytes,
         last_sequence: u64,
     ) -> Result<(), Published> {
-        headers.insert("Nats-Msg-Id", ev.cid.to_string().as_str());
+        let Some(last) = sealed.last() else {
+            return Ok(());
+        };
+        headers.insert("Nats-Msg-Id", last.cid.to_string().as_str());
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
             last_sequence.to_string().as_str(),
@@ -486,7 +587,9 @@ impl EventStore {
         }
     }
 
-    /// Publishes several events as one JetStream atomic batch: all are stored or none.
+    /// Publishes several events as one JetStream atomic batch of one-event messages: all are
+    /// stored or none. Only for commits too large for one message: on a disk-backed stream the
+    /// server stages every batch in a file store of its own (~7 ms, whatever the batch size).
     ///
     /// The first message carries the per-subject expectation (checked against the state before
     /// the batch); only the commit message is acknowledged. Batches carry no `Nats-Msg-Id`
@@ -630,28 +733,34 @@ impl EventStore {
             let Some(msg) = next else { break };
             let msg = msg.map_err(|e| unavailable("reading events", e))?;
             let headers = msg.headers.as_ref().unwrap_or(&no_headers);
-            let ev = decode_for(entity.clone(), headers, &msg.payload)?;
-            let ev = self.resolve_payload(ev, headers).await?;
-            let version = ev.version;
-            if version >= from {
-                verifier.push(&ev).map_err(|e| {
-                    EcsError::Unavailable(format!("event chain of {entity} is corrupt: {e}"))
-                })?;
-                out.push(ev);
+            let mut last_version = 0;
+            for ev in self
+                .resolve(decode_message(entity, headers, &msg.payload)?)
+                .await?
+            {
+                last_version = ev.version;
+                if ev.version >= from && out.len() < max as usize {
+                    verifier.push(&ev).map_err(|e| {
+                        EcsError::Unavailable(format!("event chain of {entity} is corrupt: {e}"))
+                    })?;
+                    out.push(ev);
+                }
             }
             // The head was read first: once its version is reached, the page is complete.
-            if out.len() >= max as usize || version >= head.event.version {
+            if out.len() >= max as usize || last_version >= head.event.version {
                 break;
             }
         }
         Ok(out)
     }
 
-    /// A stream sequence from which the first message on `subject` is the event at version
+    /// A stream sequence from which the first message on `subject` holds the event at version
     /// `from` (which must exist: `from` ≤ the head's version, and the head is at `head_seq`).
     ///
-    /// Versions grow along a subject's messages, so this is a binary search over stream
-    /// sequences with direct gets ("first message on the subject at or after sequence s"):
+    /// Versions grow along a subject's messages (a message's `Cim-Version` is its last event's),
+    /// so this is a binary search over stream sequences with direct gets for the first message
+    /// whose last version is at least `from` ("first message on the subject at or after
+    /// sequence s"):
     /// about log2(stream length) lookups instead of decoding every earlier event of the entity.
     async fn start_sequence(
         &self,

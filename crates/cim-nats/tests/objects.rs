@@ -107,15 +107,38 @@ async fn large_payloads_are_offloaded_and_resolved_transparently() {
         )
         .await
         .unwrap();
-    // The message in JetStream carries the payload's CID and no body.
+    // The append is one commit message; it names the large payload by its CID instead of
+    // holding it.
     let raw = store
         .stream()
         .direct_get_last_for_subject("cim.evt.document.big")
         .await
         .unwrap();
-    assert!(raw.payload.is_empty());
-    let payload_cid = raw.headers.get(header::PAYLOAD_CID).unwrap().to_string();
+    assert!(raw.payload.len() < 1024, "{} bytes", raw.payload.len());
+    let count = raw.headers.get(header::EVENTS).unwrap().to_string();
+    let entries = cim_nats::commit::decode(&entity, &count, &raw.payload).unwrap();
+    assert_eq!(entries[0].offloaded, None);
+    assert_eq!(entries[0].event.payload, br#"{"small":true}"#);
+    let payload_cid = entries[1].offloaded.unwrap().to_string();
     assert_eq!(payload_cid, object_cid(&big).to_string());
+
+    // A single large event is one message with the payload's CID in a header and no body.
+    let single = EntityRef::new("document", "big-1").unwrap();
+    store
+        .append(&single, 0, vec![event(big.clone())])
+        .await
+        .unwrap();
+    let raw = store
+        .stream()
+        .direct_get_last_for_subject("cim.evt.document.big-1")
+        .await
+        .unwrap();
+    assert!(raw.payload.is_empty());
+    assert_eq!(
+        raw.headers.get(header::PAYLOAD_CID).unwrap().to_string(),
+        payload_cid
+    );
+    assert_eq!(store.read(&single, 1, 1).await.unwrap()[0].payload, big);
     // Reads resolve it, and the event CID still covers the full payload.
     let read = store.read(&entity, 1, 10).await.unwrap();
     assert_eq!(read[1].payload, big);

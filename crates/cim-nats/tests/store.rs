@@ -259,3 +259,100 @@ async fn reads_start_exactly_at_the_requested_version_among_other_entities() {
     verify_chain(&paged).unwrap();
     assert_eq!(paged, all);
 }
+
+#[tokio::test]
+async fn a_multi_event_append_is_one_message_deduplicated_by_the_server() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("commit");
+    s.append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    let stored = s
+        .append(
+            &e,
+            1,
+            (0..3)
+                .map(|i| new_event("Tagged", &format!(r#"{{"i":{i}}}"#)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let messages = || async { s.stream().clone().info().await.unwrap().state.messages };
+    assert_eq!(messages().await, 2, "two appends, two messages");
+    let raw = s
+        .stream()
+        .direct_get_last_for_subject("cim.evt.document.commit")
+        .await
+        .unwrap();
+    let h = |name: &str| {
+        let name: async_nats::header::HeaderName = name.parse().unwrap();
+        raw.headers.get(name).unwrap().to_string()
+    };
+    assert_eq!(h(cim_nats::names::header::EVENTS), "3");
+    assert_eq!(h(cim_nats::names::header::VERSION), "4");
+    assert_eq!(h(cim_nats::names::header::CID), stored[2].cid.to_string());
+    assert_eq!(h("Nats-Msg-Id"), stored[2].cid.to_string());
+
+    // The same message published again (a retry after a lost acknowledgement) is recognised
+    // by the server and stored once.
+    let js = async_nats::jetstream::new(
+        NatsConfig::new(nats.url(), None)
+            .connect("retry")
+            .await
+            .unwrap(),
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    for name in [
+        cim_nats::names::header::EVENTS,
+        cim_nats::names::header::VERSION,
+        cim_nats::names::header::CID,
+        "Nats-Msg-Id",
+    ] {
+        headers.insert(name, h(name).as_str());
+    }
+    let ack = js
+        .publish_with_headers("cim.evt.document.commit", headers, raw.payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(ack.duplicate);
+    assert_eq!(messages().await, 2);
+    let all = s.read(&e, 1, 10).await.unwrap();
+    verify_chain(&all).unwrap();
+    assert_eq!(all[1..], stored[..]);
+}
+
+#[tokio::test]
+async fn a_commit_beyond_one_message_is_an_atomic_batch() {
+    let nats = NatsServer::start().unwrap();
+    // Payloads stay inline, so three of them cannot share one message (1 MiB at most).
+    let s = store(&nats).await.with_offload_above(600 * 1024);
+    let e = entity("large");
+    let big = |i: usize| {
+        new_event(
+            "Tagged",
+            &format!(r#"{{"i":{i},"blob":"{}"}}"#, "z".repeat(400 * 1024)),
+        )
+    };
+    let stored = s.append(&e, 0, (0..3).map(big).collect()).await.unwrap();
+    let messages = s.stream().clone().info().await.unwrap().state.messages;
+    assert_eq!(messages, 3, "one message per event");
+    let all = s.read(&e, 1, 10).await.unwrap();
+    verify_chain(&all).unwrap();
+    assert_eq!(all, stored);
+    // Still all or nothing: a stale batch stores nothing.
+    let err = s
+        .append(&e, 1, (3..6).map(big).collect())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict {
+            expected: 1,
+            actual: 3
+        }
+    );
+    assert_eq!(s.stream().clone().info().await.unwrap().state.messages, 3);
+}

@@ -86,18 +86,20 @@ pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Resu
             bail!("the event stream closed")
         };
         let msg = msg?;
-        let ev = store
+        let events = store
             .decode_stored(
                 &subject,
                 &msg.headers.clone().unwrap_or_default(),
                 &msg.payload,
             )
             .await?;
-        if ev.version <= printed {
-            continue;
+        for ev in events {
+            if ev.version <= printed {
+                continue;
+            }
+            verifier.push(&ev).context("chain verification failed")?;
+            print(&ev);
+            printed = ev.version;
         }
-        verifier.push(&ev).context("chain verification failed")?;
-        print(&ev);
-        printed = ev.version;
     }
 }

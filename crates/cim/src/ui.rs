@@ -27,7 +27,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use cim_domain::chain::ChainVerifier;
 use cim_domain::{EntityRef, RecordedEvent, Subject};
-use cim_nats::names::header as h;
 use cim_nats::EventStore;
 use futures::{Stream, StreamExt as _};
 use serde::Serialize;
@@ -241,7 +240,7 @@ async fn feed(
         .subscribe(Subject::all_events())
         .await
         .context("cannot subscribe to events")?
-        .filter_map(|msg| async move { domain_event(&msg).map(Ok) });
+        .flat_map(|msg| futures::stream::iter(domain_events(&msg).into_iter().map(Ok)));
     let lattice = ui
         .nats
         .subscribe(format!("wasmbus.evt.{}.>", ui.ctx.lattice()))
@@ -263,22 +262,28 @@ async fn feed(
     Ok(hello.chain(futures::stream::select(domain, lattice)))
 }
 
-/// An appended domain event as a live message (from its subject and headers).
-fn domain_event(msg: &async_nats::Message) -> Option<SseEvent> {
-    let Ok(Subject::Event(entity)) = msg.subject.parse::<Subject>() else {
-        return None;
+/// The domain events of an appended message (one, or several for a commit) as live messages.
+/// A message that is not a CIM event gives none.
+fn domain_events(msg: &async_nats::Message) -> Vec<SseEvent> {
+    let no_headers = async_nats::HeaderMap::new();
+    let headers = msg.headers.as_ref().unwrap_or(&no_headers);
+    let Ok(events) = cim_nats::store::decode(msg.subject.as_str(), headers, &msg.payload) else {
+        return Vec::new();
     };
-    let headers = msg.headers.as_ref()?;
-    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string());
-    let data = json!({
-        "kind": entity.kind.to_string(),
-        "id": entity.id.to_string(),
-        "name": get(h::EVENT)?,
-        "version": get(h::VERSION)?.parse::<u64>().ok()?,
-        "cid": get(h::CID)?,
-        "previous": get(h::PREVIOUS),
-    });
-    Some(SseEvent::default().event("event").data(data.to_string()))
+    events
+        .into_iter()
+        .map(|ev| {
+            let data = json!({
+                "kind": ev.entity.kind.to_string(),
+                "id": ev.entity.id.to_string(),
+                "name": ev.name.to_string(),
+                "version": ev.version,
+                "cid": ev.cid.to_string(),
+                "previous": ev.previous.map(|p| p.to_string()),
+            });
+            SseEvent::default().event("event").data(data.to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
-//! Delivery of events to reactor components: a durable pull consumer per link, one event in
-//! flight at a time (stream order), acknowledged only after the reactor returns `ok`.
+//! Delivery of events to reactor components: a durable pull consumer per link, one message in
+//! flight at a time (stream order), acknowledged only after the reactor returned `ok` for each
+//! of its events (one, or several for a commit, delivered one by one in order).
 //!
-//! - `ok`: the event is acknowledged (double ack, so a lost ack cannot cause a redelivery the
-//!   provider does not know about).
-//! - `invalid`: the reactor says the event can never be processed; it is terminated (logged at
+//! - `ok` for every event: the message is acknowledged (double ack, so a lost ack cannot cause
+//!   a redelivery the provider does not know about).
+//! - `invalid`: the reactor says the event can never be processed; it is skipped (logged at
 //!   error level, not redelivered) so it cannot block the events behind it forever.
-//! - any other error, a failed call or a call past its deadline: negatively acknowledged with a
-//!   back-off, so the event comes again.
+//! - any other error, a failed call or a call past its deadline: the message is negatively
+//!   acknowledged with a back-off, so it comes again; the provider remembers how many events
+//!   of it were already delivered and resumes after them (a restarted provider starts the
+//!   message over: delivery is at least once).
 //! - while a call runs, the provider reports progress to JetStream every third of the ack wait;
 //!   the ack wait therefore only expires when the provider itself died, and the durable
 //!   consumer hands the event to the next provider instance. Nothing is lost across restarts.
@@ -72,14 +75,16 @@ where
         .get_or_create_consumer(&cfg.durable, consumer_config(target, cfg))
         .await?;
     let mut messages = consumer.messages().await?;
+    // The stream sequence of a message left part-way and how many of its events were delivered.
+    let mut resume: Option<(u64, usize)> = None;
     while let Some(msg) = messages.next().await {
         let msg = msg?;
         let headers = msg.headers.clone().unwrap_or_default();
-        let event = match store
+        let events = match store
             .decode_stored(msg.subject.as_str(), &headers, &msg.payload)
             .await
         {
-            Ok(ev) => ev,
+            Ok(events) => events,
             Err(e) if is_undecodable(&e) => {
                 // Not an event this store wrote; redelivering cannot help.
                 error!(subject = %msg.subject, error = %e, "terminating undecodable message");
@@ -93,33 +98,69 @@ where
                 continue;
             }
         };
-        let cid = event.cid;
-        let wit_event = cim_wrpc::event_out(event);
-        let call = reactor::on_event(wrpc, None, &wit_event);
-        match with_progress(&msg, cfg, call).await? {
-            Some(Ok(Ok(()))) => {
-                debug!(%target, %cid, "delivered");
-                msg.double_ack().await.map_err(anyhow::Error::msg)?;
+        let sequence = msg.info().map_err(anyhow::Error::msg)?.stream_sequence;
+        let skip = match resume {
+            Some((seq, delivered)) if seq == sequence => delivered,
+            _ => 0,
+        };
+        let mut delivered = skip;
+        let mut complete = true;
+        for event in events.into_iter().skip(skip) {
+            if deliver_event(&msg, target, cfg, wrpc, event).await? {
+                delivered += 1;
+            } else {
+                complete = false;
+                break;
             }
-            Some(Ok(Err(EcsError::Invalid(reason)))) => {
-                error!(%target, %cid, %reason, "reactor can never process the event; giving up on it");
-                ack(&msg, AckKind::Term).await?;
-            }
-            Some(Ok(Err(e))) => {
-                warn!(%target, %cid, error = ?e, "reactor refused the event; redelivering later");
-                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
-            }
-            Some(Err(e)) => {
-                warn!(%target, %cid, error = %e, "reactor unreachable; redelivering later");
-                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
-            }
-            None => {
-                warn!(%target, %cid, timeout = ?cfg.call_timeout, "reactor call timed out; redelivering later");
-                ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
-            }
+        }
+        if complete {
+            resume = None;
+            msg.double_ack().await.map_err(anyhow::Error::msg)?;
+        } else {
+            resume = Some((sequence, delivered));
+            ack(&msg, AckKind::Nak(Some(RETRY_DELAY))).await?;
         }
     }
     Ok(())
+}
+
+/// Hands one event to the reactor: `true` when it is done with (processed, or refused as
+/// `invalid` for good), `false` when it must come again.
+async fn deliver_event<C>(
+    msg: &Message,
+    target: &str,
+    cfg: &SubscriptionConfig,
+    wrpc: &C,
+    event: cim_domain::RecordedEvent,
+) -> anyhow::Result<bool>
+where
+    C: Invoke<Context = Option<HeaderMap>>,
+{
+    let cid = event.cid;
+    let wit_event = cim_wrpc::event_out(event);
+    let call = reactor::on_event(wrpc, None, &wit_event);
+    Ok(match with_progress(msg, cfg, call).await? {
+        Some(Ok(Ok(()))) => {
+            debug!(%target, %cid, "delivered");
+            true
+        }
+        Some(Ok(Err(EcsError::Invalid(reason)))) => {
+            error!(%target, %cid, %reason, "reactor can never process the event; giving up on it");
+            true
+        }
+        Some(Ok(Err(e))) => {
+            warn!(%target, %cid, error = ?e, "reactor refused the event; redelivering later");
+            false
+        }
+        Some(Err(e)) => {
+            warn!(%target, %cid, error = %e, "reactor unreachable; redelivering later");
+            false
+        }
+        None => {
+            warn!(%target, %cid, timeout = ?cfg.call_timeout, "reactor call timed out; redelivering later");
+            false
+        }
+    })
 }
 
 /// Awaits `call` up to the call timeout, telling JetStream the message is in progress every

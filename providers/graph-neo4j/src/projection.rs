@@ -92,14 +92,18 @@ pub async fn run_once(
                 .decode_stored(m.subject.as_str(), &headers, &m.payload)
                 .await
             {
-                Ok(ev) => match ev.verify_self() {
-                    Ok(()) => delta.extend(project(&ev)),
-                    // Not what the store wrote (its CID does not match its content): never
-                    // let it into the graph.
-                    Err(e) => {
-                        error!(subject = %m.subject, error = %e, "forged event; not projected")
+                Ok(events) => {
+                    for ev in events {
+                        match ev.verify_self() {
+                            Ok(()) => delta.extend(project(&ev)),
+                            // Not what the store wrote (its CID does not match its content):
+                            // never let it into the graph.
+                            Err(e) => {
+                                error!(subject = %m.subject, error = %e, "forged event; not projected")
+                            }
+                        }
                     }
-                },
+                }
                 Err(e) if e.to_string().contains("malformed event message") => {
                     error!(subject = %m.subject, error = %e, "not an event; skipped");
                 }
