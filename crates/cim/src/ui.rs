@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use cim_domain::chain::ChainVerifier;
 use cim_domain::{EntityRef, RecordedEvent, Subject};
 use cim_nats::EventStore;
-use futures::{Stream, StreamExt as _};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -116,7 +116,7 @@ async fn status(State(ui): State<Arc<Ui>>) -> ApiResult<crate::status::LatticeSt
 struct EntitySummary {
     kind: String,
     id: String,
-    events: usize,
+    events: u64,
 }
 
 async fn entities(State(ui): State<Arc<Ui>>) -> ApiResult<Vec<EntitySummary>> {
@@ -126,18 +126,31 @@ async fn entities(State(ui): State<Arc<Ui>>) -> ApiResult<Vec<EntitySummary>> {
         .info_with_subjects(Subject::all_events())
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the event stream's subjects: {e}"))?;
-    let mut out = Vec::new();
+    let mut entities = Vec::new();
     while let Some(next) = subjects.next().await {
-        let (subject, count) =
+        let (subject, _messages) =
             next.map_err(|e| anyhow::anyhow!("cannot read the event stream's subjects: {e}"))?;
         if let Ok(Subject::Event(entity)) = subject.parse::<Subject>() {
-            out.push(EntitySummary {
-                kind: entity.kind.to_string(),
-                id: entity.id.to_string(),
-                events: count,
-            });
+            entities.push(entity);
         }
     }
+    // A subject's message count is its number of appends (a multi-event append is one commit
+    // message, ADR 0009); the number of events is the version of its last event.
+    let mut out: Vec<EntitySummary> = futures::stream::iter(entities)
+        .map(|entity| {
+            let store = ui.store.clone();
+            async move {
+                let head = store.head(&entity).await?;
+                anyhow::Ok(EntitySummary {
+                    kind: entity.kind.to_string(),
+                    id: entity.id.to_string(),
+                    events: head.map_or(0, |h| h.event.version),
+                })
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
     out.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
     Ok(Json(out))
 }

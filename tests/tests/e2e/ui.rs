@@ -75,6 +75,42 @@ async fn live_feed_pushes_events(lattice: &TestLattice, addr: SocketAddr) {
     assert_eq!(data["id"], "ui-live");
     assert_eq!(data["name"], "DocumentCreated");
     assert_eq!(data["version"], 1);
+
+    // A multi-event append is one commit message: the feed shows each of its events, and the
+    // entity list counts events, not messages.
+    let store = cim_nats::EventStore::open(nats.clone()).await.unwrap();
+    let commit = EntityRef::new("note", "ui-commit").unwrap();
+    let stored = store
+        .append(
+            &commit,
+            0,
+            (1..=3)
+                .map(|i| cim_domain::NewEvent {
+                    name: cim_domain::Token::parse("event name", "Noted").unwrap(),
+                    schema_version: 1,
+                    payload: format!(r#"{{"n":{i}}}"#).into_bytes(),
+                    meta: cim_domain::Envelope::originating("ui-commit", 0),
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for ev in &stored {
+        read_until(&mut conn, &mut seen, &ev.cid.to_string()).await;
+    }
+    let mut api = tokio::net::TcpStream::connect(addr).await.unwrap();
+    api.write_all(b"GET /api/entities HTTP/1.1\r\nHost: cim\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    api.read_to_string(&mut response).await.unwrap();
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    let entities: Vec<serde_json::Value> = serde_json::from_str(body).expect("JSON entities");
+    let listed = entities
+        .iter()
+        .find(|e| e["kind"] == "note" && e["id"] == "ui-commit")
+        .expect("the entity is listed");
+    assert_eq!(listed["events"], 3, "{listed}");
 }
 
 /// The page in real Chromium renders the lattice's inventory, an entity's verified chain and
