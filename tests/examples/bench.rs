@@ -162,20 +162,44 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
     );
 
     // 2. Command round trip over wRPC (component + provider + JetStream) vs raw publish-ack.
-    call(&nats, &l, &command_for("document", "rt", "Create", r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#, None))
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    //    A call that gets no answer within `cim call`'s deadline (a reply lost in the wRPC
+    //    transport, docs/operations.md) is counted and reported, not timed.
     const ROUNDS: usize = 200;
+    let create = r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#;
+    let mut unanswered = 0;
+    if let Err(e) = call(
+        &nats,
+        &l,
+        &command_for("document", "rt", "Create", create, None),
+    )
+    .await
+    {
+        eprintln!("warm-up call: {e:#}");
+        unanswered += 1;
+    }
     let mut cmd_lat = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {
         // Fresh entities keep the rehydration cost constant (one event).
         let id = format!("rt{i}");
         let t = Instant::now();
-        call(&nats, &l, &command_for("document", &id, "Create", r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#, None))
-            .await?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        cmd_lat.push(t.elapsed());
+        match call(
+            &nats,
+            &l,
+            &command_for("document", &id, "Create", create, None),
+        )
+        .await
+        {
+            Ok(answer) => {
+                answer.map_err(|e| anyhow::anyhow!("{e}"))?;
+                cmd_lat.push(t.elapsed());
+            }
+            Err(e) => {
+                eprintln!("round trip {i}: {e:#}");
+                unanswered += 1;
+            }
+        }
     }
+    anyhow::ensure!(!cmd_lat.is_empty(), "no command was answered");
     let mut raw_lat = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {
         let t = Instant::now();
@@ -197,9 +221,10 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
         percentile(&raw_lat, 0.99),
     );
     println!(
-        "round trip command: p50 {:.2} ms, p99 {:.2} ms",
+        "round trip command: p50 {:.2} ms, p99 {:.2} ms ({unanswered} of {} calls unanswered)",
         c50.as_secs_f64() * 1e3,
-        c99.as_secs_f64() * 1e3
+        c99.as_secs_f64() * 1e3,
+        ROUNDS + 1
     );
     println!(
         "round trip raw:     p50 {:.2} ms, p99 {:.2} ms",
