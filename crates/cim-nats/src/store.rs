@@ -527,10 +527,9 @@ impl EventStore {
         &self,
         sealed: &[RecordedEvent],
     ) -> Result<Option<(HeaderMap, Bytes)>, EcsError> {
-        let [.., last] = sealed else { return Ok(None) };
-        if sealed.len() < 2 {
+        let [_, .., last] = sealed else {
             return Ok(None);
-        }
+        };
         let mut stored = Vec::with_capacity(sealed.len());
         for ev in sealed {
             stored.push(Stored {
