@@ -233,3 +233,24 @@ pub fn git_flake_repo(dir: &std::path::Path, flake: &str) -> anyhow::Result<Stri
     git(&["commit", "-q", "-m", &format!("{flake}: first version")])?;
     git(&["rev-parse", "HEAD"])
 }
+
+/// Makes an **idempotent** wRPC call, again if its answer does not come within `deadline`
+/// (at most 3 times): wrpc-transport-nats 0.29 can drop a reply under load, leaving the call
+/// waiting forever (docs/operations.md, "Lost invocations"). Panics when no attempt is
+/// answered.
+pub async fn call_idempotent<T, F, Fut>(what: &str, deadline: std::time::Duration, call: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    for attempt in 1..=3 {
+        match tokio::time::timeout(deadline, call()).await {
+            Ok(answer) => return answer,
+            Err(_) => eprintln!(
+                "{what}: attempt {attempt} got no answer in {}s",
+                deadline.as_secs()
+            ),
+        }
+    }
+    panic!("{what}: no answer in 3 attempts");
+}

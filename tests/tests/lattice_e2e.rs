@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cim::{call, command_for, read_events};
 use cim_domain::{EcsError, EntityRef};
 use cim_model::audit::EventAudited;
-use cim_tests::lattice::TestLattice;
+use cim_tests::lattice::{call_idempotent, TestLattice};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[path = "e2e/agent.rs"]
@@ -242,16 +242,13 @@ async fn the_cim_runs_on_a_real_lattice() {
         .unwrap();
     assert!(raw.payload.is_empty(), "the large payload was offloaded");
     assert!(raw.headers.get("Cim-Payload-Cid").is_some());
-    assert!(matches!(
-        cim_wrpc::bindings::cim::ecs::objectstore::delete(
-            &cim::objects::objectstore_client(&nats, &l).await.unwrap(),
-            None,
-            &cid
-        )
-        .await
-        .unwrap(),
-        Err(cim_wrpc::EcsError::Rejected(_))
-    ));
+    let objects = cim::objects::objectstore_client(&nats, &l).await.unwrap();
+    let refused = call_idempotent("objectstore delete", Duration::from_secs(30), || {
+        cim_wrpc::bindings::cim::ecs::objectstore::delete(&objects, None, &cid)
+    })
+    .await
+    .unwrap();
+    assert!(matches!(refused, Err(cim_wrpc::EcsError::Rejected(_))));
     // Someone overwrites the object behind the CID name: the provider refuses to serve it.
     let bucket = js.get_object_store("CIM_OBJECTS").await.unwrap();
     let mut forged: &[u8] = b"forged content";
@@ -534,21 +531,19 @@ async fn the_cim_runs_on_a_real_lattice() {
         .collect();
     // An append retried with the same events at the same version is answered with the stored
     // events, so a call lost on the way (docs/operations.md) is simply made again.
-    let mut appended = None;
-    for _ in 0..3 {
-        let call = cim_wrpc::bindings::cim::ecs::eventstore::append(
+    let appended = call_idempotent("eventstore append", Duration::from_secs(30), || {
+        cim_wrpc::bindings::cim::ecs::eventstore::append(
             &store_client,
             None,
             &commit_entity,
             0,
             &events,
-        );
-        if let Ok(answer) = tokio::time::timeout(Duration::from_secs(30), call).await {
-            appended = Some(answer.unwrap().expect("the commit is appended"));
-            break;
-        }
-    }
-    assert_eq!(appended.expect("the provider answers").len(), 3);
+        )
+    })
+    .await
+    .unwrap()
+    .expect("the commit is appended");
+    assert_eq!(appended.len(), 3);
     let mut subjects = js_stream_subjects(&nats, "cim.evt.document.commit").await;
     assert_eq!(subjects.pop(), Some(("cim.evt.document.commit".into(), 1)));
     send(

@@ -210,10 +210,11 @@ pub async fn documents_are_classified_and_related_ones_linked(lattice: &TestLatt
     )
     .await
     .unwrap();
-    let answer = cim_wrpc::bindings::cim::ecs::reactor::on_event(
-        &agent,
-        None,
-        &cim_wrpc::event_out(attached),
+    let redelivered = cim_wrpc::event_out(attached);
+    let answer = cim_tests::lattice::call_idempotent(
+        "agent on-event (redelivery)",
+        Duration::from_secs(60),
+        || cim_wrpc::bindings::cim::ecs::reactor::on_event(&agent, None, &redelivered),
     )
     .await
     .unwrap();
