@@ -73,6 +73,14 @@ async fn next_line(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_cim_runs_on_a_real_lattice() {
+    // A hang (an await without a deadline meeting a lost wRPC reply) fails the run with a
+    // message instead of holding CI until it is killed; a normal run takes 2–4 minutes.
+    tokio::time::timeout(Duration::from_secs(20 * 60), scenario())
+        .await
+        .expect("the end-to-end scenario finished within 20 minutes");
+}
+
+async fn scenario() {
     // The inference provider talks to the testkit's Ollama-API server: real embeddings,
     // scripted chat answers (model cim-scripted-chat).
     let ollama = cim_testkit::OllamaServer::start().expect("the Ollama-API test server");
