@@ -494,7 +494,7 @@ impl EventStore {
                     messages.push((headers, body));
                 }
                 match (commit, messages.pop()) {
-                    // One event: its own message (and it does not fit: refused above).
+                    // One event: its own message (one too large for a message was refused above).
                     (None, Some((headers, body))) => {
                         self.publish_one(&subject, &sealed, headers, body, last_sequence)
                             .await
