@@ -124,6 +124,12 @@ pub fn decode(entity: &EntityRef, count: &str, body: &[u8]) -> Result<Vec<Stored
             entries.len()
         )));
     }
+    if entries
+        .windows(2)
+        .any(|w| w[0].version.checked_add(1) != Some(w[1].version))
+    {
+        return Err(bad("the commit's versions are not consecutive".into()));
+    }
     let cid = |text: &str| Cid::try_from(text).map_err(|e| bad(format!("{text}: {e}")));
     entries
         .into_iter()
@@ -244,6 +250,10 @@ mod tests {
         malformed("0", b"[]");
         malformed("2", b"{not json");
         let text = String::from_utf8(body).unwrap();
+        malformed(
+            "2",
+            text.replace(r#""version":2"#, r#""version":5"#).as_bytes(),
+        );
         malformed("2", text.replace(r#""payload":{}"#, "").as_bytes());
         malformed(
             "2",
