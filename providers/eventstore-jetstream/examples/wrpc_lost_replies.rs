@@ -50,7 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let (callers, calls, busy) = (arg(1, 16), arg(2, 200), arg(3, 2));
     let timeout = Duration::from_secs(arg(4, 30) as u64);
     let server = NatsServer::start()?;
-    let nats = async_nats::connect(server.url()).await?;
+    let nats = cim_nats::NatsConfig::new(server.url(), None)
+        .connect("wrpc-lost-replies")
+        .await?;
     let srv = wrpc_transport_nats::Client::new(nats.clone(), PREFIX, None).await?;
     for (_, _, mut stream) in bindings::serve(&srv, Reactor).await? {
         tokio::spawn(async move {
