@@ -4,6 +4,12 @@
 //! request cannot add options or commands; on top of that only a narrow grammar is accepted,
 //! so nothing that reaches Nix needs quoting, can name a parent directory (`..`) or carry
 //! query parameters that change what is fetched beyond `rev`, `ref` and `dir`.
+//!
+//! The allow-list compares what Nix will fetch, not what the caller wrote: percent-escapes are
+//! decoded first (Nix decodes them), the decoded location must be in normal form (no `.`, `..`
+//! or empty segments, nothing that would need escaping again) or it is refused, and Nix is
+//! given the normalised reference. For local flakes the provider also resolves symbolic links
+//! ([`AllowList::allows_resolved`]), so a link inside an allowed directory cannot point out.
 
 use std::fmt;
 
@@ -50,15 +56,68 @@ pub enum RefError {
 
 const REF_PUNCTUATION: &str = ":/._-~+=?&%@";
 
-/// A flake reference that passed validation: `<scheme>:<location>[?key=value&…]`.
+/// Characters a location or query value may hold once percent-escapes are decoded: nothing
+/// that needs escaping again, so the normalised reference is exactly what Nix fetches.
+const DECODED_PUNCTUATION: &str = ":/._-~+=@";
+
+/// The flake-ref schemes the provider builds. Others (`flake:` registry names that a registry
+/// redirects anywhere, `file:`/`tarball:` URLs) are refused.
+pub const SCHEMES: &[&str] = &[
+    "path",
+    "git+file",
+    "git+https",
+    "git+ssh",
+    "github",
+    "gitlab",
+    "sourcehut",
+];
+
+/// The schemes whose location is a path on the machine that builds.
+const LOCAL_SCHEMES: &[&str] = &["path", "git+file"];
+
+/// A flake reference that passed validation, in normal form:
+/// `<scheme>:<location>[?key=value&…]` with every percent-escape decoded (as Nix decodes it),
+/// no `.`, `..` or empty path segments, and only the query parameters `rev`, `ref` and `dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlakeRef {
     text: String,
     location_len: usize,
+    scheme_len: usize,
+    dir: Option<String>,
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed or decodes to a byte outside
+/// [`DECODED_PUNCTUATION`] and ASCII alphanumerics (including a second `%`).
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    decoded
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || DECODED_PUNCTUATION.contains(c))
+        .then_some(decoded)
+}
+
+/// Whether a decoded path has a `.`, `..` or empty segment (a trailing `/` aside).
+fn unnormalised(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    path.split('/')
+        .enumerate()
+        .any(|(i, s)| s == "." || s == ".." || (s.is_empty() && i > 0))
 }
 
 impl FlakeRef {
-    /// Validates `text`.
+    /// Validates `text` and brings it to normal form.
     pub fn parse(text: &str) -> Result<Self, RefError> {
         if text.is_empty() || text.len() > MAX_REF {
             return Err(RefError::Length {
@@ -88,27 +147,51 @@ impl FlakeRef {
         let Some((scheme, path)) = location.split_once(':') else {
             return Err(shape("needs a scheme (`git+file:`, `path:`, …)"));
         };
-        if scheme.is_empty()
-            || !scheme.starts_with(|c: char| c.is_ascii_lowercase())
-            || !scheme
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '+')
-        {
+        if !SCHEMES.contains(&scheme) {
             return Err(shape(
-                "the scheme must be lower-case letters, digits and '+'",
+                "the scheme must be one of path, git+file, git+https, git+ssh, github, gitlab, sourcehut",
             ));
         }
+        let path = decode(path).ok_or_else(|| {
+            shape("has a malformed percent-escape or one that decodes to a character outside the grammar")
+        })?;
         if path.is_empty() {
             return Err(shape("names no location"));
         }
-        if path.split('/').any(|segment| segment == "..") {
-            return Err(shape("must not contain `..` segments"));
+        if LOCAL_SCHEMES.contains(&scheme)
+            && !(path.starts_with('/') && (!path.starts_with("//") || path.starts_with("///")))
+        {
+            return Err(shape(
+                "a local flake names an absolute path (`path:/x`, `git+file:///x`), no host",
+            ));
         }
+        // `scheme://authority/path`: the authority is the first segment after `//`.
+        let segments = path.strip_prefix("//").map_or(path.as_str(), |rest| {
+            rest.find('/').map_or("", |slash| &rest[slash..])
+        });
+        if unnormalised(segments) {
+            return Err(shape(
+                "must not contain `.`, `..` or empty path segments (after percent-decoding)",
+            ));
+        }
+        let mut normal = format!("{scheme}:{}", path.trim_end_matches('/'));
+        if normal.len() == scheme.len() + 1 {
+            return Err(shape("names no location"));
+        }
+        let location_len = normal.len();
+        let mut dir = None;
         if let Some(query) = query {
+            let mut seen = Vec::new();
             for pair in query.split('&') {
                 let Some((key, value)) = pair.split_once('=') else {
                     return Err(shape("query parameters must be key=value"));
                 };
+                if seen.contains(&key) {
+                    return Err(shape("a query parameter is given twice"));
+                }
+                seen.push(key);
+                let value = decode(value)
+                    .ok_or_else(|| shape("a query value has a malformed percent-escape"))?;
                 match key {
                     "rev" if value.len() == 40 || value.len() == 64 => {
                         if !value
@@ -121,9 +204,12 @@ impl FlakeRef {
                     "rev" => return Err(shape("rev must be a full commit hash")),
                     "ref" if !value.is_empty() && !value.starts_with('-') => {}
                     "dir" if !value.is_empty() && !value.starts_with('/') => {
-                        if value.split('/').any(|s| s == "..") {
-                            return Err(shape("dir must not contain `..` segments"));
+                        if unnormalised(&value) {
+                            return Err(shape(
+                                "dir must not contain `.`, `..` or empty segments (after percent-decoding)",
+                            ));
                         }
+                        dir = Some(value.trim_end_matches('/').to_string());
                     }
                     _ => {
                         return Err(shape(
@@ -131,20 +217,51 @@ impl FlakeRef {
                         ))
                     }
                 }
+                normal.push(if normal.len() == location_len {
+                    '?'
+                } else {
+                    '&'
+                });
+                normal.push_str(key);
+                normal.push('=');
+                normal.push_str(&value);
             }
         }
         Ok(Self {
-            text: text.into(),
-            location_len: location.len(),
+            text: normal,
+            location_len,
+            scheme_len: scheme.len(),
+            dir,
         })
     }
 
-    /// The reference without its query (`git+file:///src/hello`).
+    /// The normalised reference without its query (`git+file:///src/hello`).
     pub fn location(&self) -> &str {
         &self.text[..self.location_len]
     }
 
-    /// The whole reference.
+    /// The scheme (`git+file`).
+    pub fn scheme(&self) -> &str {
+        &self.text[..self.scheme_len]
+    }
+
+    /// The directory on this machine the flake is read from, for the local schemes (`path:`,
+    /// `git+file:`): the location's path joined with `dir`. `None` for remote schemes.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        if !LOCAL_SCHEMES.contains(&self.scheme()) {
+            return None;
+        }
+        let path = &self.location()[self.scheme_len + 1..];
+        // `git+file:///x` names `/x` (parse refused any other authority).
+        let path = path.strip_prefix("//").unwrap_or(path);
+        let mut dir = std::path::PathBuf::from(path);
+        if let Some(sub) = &self.dir {
+            dir.push(sub);
+        }
+        Some(dir)
+    }
+
+    /// The whole normalised reference, as Nix is given it.
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -206,18 +323,18 @@ impl AllowList {
         let mut entries = Vec::new();
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let parsed = FlakeRef::parse(entry)?;
-            if parsed.location() != entry {
+            if parsed.location() != parsed.as_str() {
                 return Err(RefError::Shape {
                     value: entry.into(),
                     reason: "allow-list entries are locations without query parameters",
                 });
             }
-            entries.push(entry.trim_end_matches('/').to_string());
+            entries.push(parsed.location().to_string());
         }
         Ok(Self(entries))
     }
 
-    /// Whether `flake` lies within an entry.
+    /// Whether `flake` lies within an entry, comparing normalised (decoded) locations.
     pub fn allows(&self, flake: &FlakeRef) -> bool {
         let location = flake.location();
         self.0
@@ -228,7 +345,36 @@ impl AllowList {
             })
     }
 
-    /// The entries.
+    /// Whether the directory a local `flake` is read from, with every symbolic link resolved
+    /// as Nix resolves it, still lies within the resolved directory of an entry of the same
+    /// scheme. Remote flakes have nothing to resolve and pass when [`AllowList::allows`] does.
+    /// A local flake whose directory does not exist is an error (nothing to build).
+    pub fn allows_resolved(&self, flake: &FlakeRef) -> std::io::Result<bool> {
+        if !self.allows(flake) {
+            return Ok(false);
+        }
+        let Some(dir) = flake.local_dir() else {
+            return Ok(true);
+        };
+        let real = std::fs::canonicalize(&dir)?;
+        for entry in &self.0 {
+            let Ok(entry) = FlakeRef::parse(entry) else {
+                continue;
+            };
+            if entry.scheme() != flake.scheme() {
+                continue;
+            }
+            let Some(root) = entry.local_dir() else {
+                continue;
+            };
+            if std::fs::canonicalize(root).is_ok_and(|root| real.starts_with(root)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The entries (normalised locations).
     pub fn entries(&self) -> &[String] {
         &self.0
     }
@@ -297,6 +443,92 @@ mod tests {
         for bad in ["", ".", "a..b", "a.", "a b", "a#b", "a\"b", "${x}", "a/b"] {
             assert!(Attribute::parse(bad).is_err(), "{bad:?} passed");
         }
+    }
+
+    #[test]
+    fn percent_encoded_parent_segments_are_refused_after_decoding() {
+        for bad in [
+            format!("git+file:///srv/repos/%2e%2e/%2e%2e/etc?rev={REV}"),
+            "git+file:///srv/repos/%2E%2E/x".to_string(),
+            "path:/srv/repos/.%2e/x".to_string(),
+            "path:/srv/repos%2f..%2fx".to_string(),
+            "path:/srv/repos/%2e/x".to_string(),
+            "path:/srv/repos/./x".to_string(),
+            "path:/srv//repos".to_string(),
+            "path:/x?dir=%2e%2e".to_string(),
+            "path:/x?dir=a%2f..%2f..".to_string(),
+        ] {
+            assert!(FlakeRef::parse(&bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn escapes_that_are_malformed_or_decode_outside_the_grammar_are_refused() {
+        for bad in [
+            "path:/x%zz",
+            "path:/x%2",
+            "path:/x%",
+            "path:/x%00",
+            "path:/x%20y",
+            "path:/x%25",
+            "path:/x%3fnarHash=y",
+            "path:/x%23attr",
+            "path:/x?ref=%2d%2dx%20y",
+        ] {
+            assert!(FlakeRef::parse(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn a_reference_is_given_to_nix_in_its_decoded_normal_form() {
+        let f = FlakeRef::parse(&format!("path:/src/%68ello/?dir=s%75b&rev={REV}")).unwrap();
+        assert_eq!(f.location(), "path:/src/hello");
+        assert_eq!(f.as_str(), format!("path:/src/hello?dir=sub&rev={REV}"));
+        assert_eq!(
+            f.local_dir(),
+            Some(std::path::PathBuf::from("/src/hello/sub"))
+        );
+        let list = AllowList::parse("path:/src/hello").unwrap();
+        assert!(list.allows(&f));
+        assert!(!list.allows(&FlakeRef::parse("path:/src/hell%6f2").unwrap()));
+    }
+
+    #[test]
+    fn schemes_outside_the_known_set_and_local_refs_with_a_host_are_refused() {
+        for bad in [
+            "flake:nixpkgs",
+            "file:///x",
+            "tarball+https://example.org/x.tar.gz",
+            "git+file://evil.example/x",
+            "git+file:relative/x",
+            "path:relative",
+        ] {
+            assert!(FlakeRef::parse(bad).is_err(), "{bad:?} passed");
+        }
+        assert_eq!(
+            FlakeRef::parse("git+file:///srv/x").unwrap().local_dir(),
+            Some(std::path::PathBuf::from("/srv/x"))
+        );
+        assert_eq!(FlakeRef::parse("github:o/r").unwrap().local_dir(), None);
+    }
+
+    #[test]
+    fn a_symbolic_link_out_of_an_allowed_directory_is_refused_once_resolved() {
+        let root = tempfile::tempdir().unwrap();
+        let allowed = root.path().join("allowed");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(allowed.join("inside")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, allowed.join("link")).unwrap();
+        let list = AllowList::parse(&format!("git+file://{}", allowed.display())).unwrap();
+        let inside = FlakeRef::parse(&format!("git+file://{}/inside", allowed.display())).unwrap();
+        let link = FlakeRef::parse(&format!("git+file://{}/link", allowed.display())).unwrap();
+        assert!(list.allows(&link), "lexically inside");
+        assert!(!list.allows_resolved(&link).unwrap());
+        assert!(list.allows_resolved(&inside).unwrap());
+        let missing =
+            FlakeRef::parse(&format!("git+file://{}/missing", allowed.display())).unwrap();
+        assert!(list.allows_resolved(&missing).is_err());
     }
 
     #[test]

@@ -75,7 +75,12 @@ impl BuildProvider {
                 caller.1, caller.0
             )));
         };
-        if !list.allows(flake) {
+        let within = list.allows_resolved(flake).map_err(|e| {
+            DomainError::Invalid(format!(
+                "flake ref {flake} names no readable directory: {e}"
+            ))
+        })?;
+        if !within {
             return Err(DomainError::Invalid(format!(
                 "flake ref {flake} is outside the allow-list for link {:?} from {:?} (allowed_flake_refs: {:?})",
                 caller.1,
