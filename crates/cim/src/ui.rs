@@ -10,6 +10,11 @@
 //! | `GET /api/graph` | the knowledge graph: nodes (key, labels) and edges |
 //! | `GET /api/live` | server-sent events: `event` for every appended domain event (core NATS `cim.evt.>`), `lattice` for every wasmCloud lattice event (`wasmbus.evt.<lattice>.>`) |
 //!
+//! Only requests whose `Host` header names the loopback address it serves on (`127.0.0.1`,
+//! `localhost` or `[::1]`, with its port) are answered; any other is refused with
+//! `421 Misdirected Request`, so a page on another origin that rebinds its DNS name to
+//! 127.0.0.1 cannot read the lattice through a browser.
+//!
 //! The page re-reads what a live message concerns, so what it shows is always what the
 //! lattice answers, never a client-side guess.
 
@@ -91,6 +96,26 @@ pub async fn bind(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            match host {
+                Some(host) if loopback_host(host, bound.port()) => next.run(request).await,
+                _ => (
+                    StatusCode::MISDIRECTED_REQUEST,
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    format!(
+                        "cim ui answers only requests for http://127.0.0.1:{0}/ or http://localhost:{0}/",
+                        bound.port()
+                    ),
+                )
+                    .into_response(),
+            }
+        },
+    ));
     Ok((bound, async move { axum::serve(listener, app).await }))
 }
 
@@ -103,6 +128,19 @@ pub async fn serve(ctx: &Cli, port: u16) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// Whether a `Host` header names this server: a loopback name with the port it listens on
+/// (or no port when that is 80).
+fn loopback_host(host: &str, port: u16) -> bool {
+    let (name, given) = match host.rsplit_once(':') {
+        Some((name, p)) if !name.is_empty() && !p.contains(']') => (name, p.parse::<u16>().ok()),
+        _ => (host, (port == 80).then_some(80)),
+    };
+    given == Some(port)
+        && ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .any(|ok| name.eq_ignore_ascii_case(ok))
 }
 
 async fn status(State(ui): State<Arc<Ui>>) -> ApiResult<crate::status::LatticeStatus> {
@@ -317,6 +355,34 @@ mod tests {
             out.push(RecordedEvent::seal(entity, i as u64 + 1, previous, ev).unwrap());
         }
         out
+    }
+
+    #[test]
+    fn only_loopback_host_headers_with_the_served_port_are_accepted() {
+        for ok in [
+            "127.0.0.1:8480",
+            "localhost:8480",
+            "LOCALHOST:8480",
+            "[::1]:8480",
+        ] {
+            assert!(loopback_host(ok, 8480), "{ok} refused");
+        }
+        assert!(loopback_host("localhost", 80));
+        for bad in [
+            "evil.example:8480",
+            "evil.example",
+            "127.0.0.1",
+            "127.0.0.1:8481",
+            "localhost.evil.example:8480",
+            "127.0.0.1.nip.io:8480",
+            "[::1]",
+            "::1",
+            "",
+            ":8480",
+            "127.0.0.1:8480:8480",
+        ] {
+            assert!(!loopback_host(bad, 8480), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -44,9 +44,12 @@ async fn read_until(conn: &mut tokio::net::TcpStream, seen: &mut String, needle:
 /// The live feed pushes an appended event as it happens.
 async fn live_feed_pushes_events(lattice: &TestLattice, addr: SocketAddr) {
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /api/live HTTP/1.1\r\nHost: cim\r\nAccept: text/event-stream\r\n\r\n")
-        .await
-        .unwrap();
+    conn.write_all(
+        format!("GET /api/live HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut seen = String::new();
     read_until(&mut conn, &mut seen, "event: hello").await;
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
@@ -269,12 +272,35 @@ async fn the_page_renders_the_lattice(lattice: &TestLattice, addr: SocketAddr) {
     );
 }
 
+/// A request naming another host (a DNS-rebinding page) is refused before any handler runs.
+async fn a_foreign_host_header_is_refused(addr: SocketAddr) {
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{}", addr.port()),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(
+            format!("GET /api/entities HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut seen = String::new();
+        read_until(&mut conn, &mut seen, "\r\n\r\n").await;
+        assert!(
+            seen.starts_with("HTTP/1.1 421"),
+            "Host {host} was not refused: {seen}"
+        );
+    }
+}
+
 /// `cim ui` against the running lattice.
 pub async fn the_browser_view_shows_the_machine(lattice: &TestLattice) {
     let (addr, server) = cim::ui::bind(&lattice.cli, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("cim ui binds");
     let server = tokio::spawn(server);
+    a_foreign_host_header_is_refused(addr).await;
     live_feed_pushes_events(lattice, addr).await;
     the_page_renders_the_lattice(lattice, addr).await;
     server.abort();
