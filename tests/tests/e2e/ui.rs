@@ -102,9 +102,12 @@ async fn live_feed_pushes_events(lattice: &TestLattice, addr: SocketAddr) {
         read_until(&mut conn, &mut seen, &ev.cid.to_string()).await;
     }
     let mut api = tokio::net::TcpStream::connect(addr).await.unwrap();
-    api.write_all(b"GET /api/entities HTTP/1.1\r\nHost: cim\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    api.write_all(
+        format!("GET /api/entities HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut response = String::new();
     api.read_to_string(&mut response).await.unwrap();
     let body = response.split("\r\n\r\n").nth(1).expect("a body");
