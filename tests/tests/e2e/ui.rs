@@ -41,6 +41,24 @@ async fn read_until(conn: &mut tokio::net::TcpStream, seen: &mut String, needle:
     }
 }
 
+/// One `GET path` naming `host`, read to the end of the response within 30 s.
+async fn get(addr: SocketAddr, host: &str, path: &str) -> String {
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        conn.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await?;
+        std::io::Result::Ok(response)
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} (Host {host}) not answered in 30 s"))
+        .unwrap_or_else(|e| panic!("GET {path} (Host {host}): {e}"))
+}
+
 /// The live feed pushes an appended event as it happens.
 async fn live_feed_pushes_events(lattice: &TestLattice, addr: SocketAddr) {
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -101,15 +119,7 @@ async fn live_feed_pushes_events(lattice: &TestLattice, addr: SocketAddr) {
     for ev in &stored {
         read_until(&mut conn, &mut seen, &ev.cid.to_string()).await;
     }
-    let mut api = tokio::net::TcpStream::connect(addr).await.unwrap();
-    api.write_all(
-        format!("GET /api/entities HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut response = String::new();
-    api.read_to_string(&mut response).await.unwrap();
+    let response = get(addr, &addr.to_string(), "/api/entities").await;
     let body = response.split("\r\n\r\n").nth(1).expect("a body");
     let entities: Vec<serde_json::Value> = serde_json::from_str(body).expect("JSON entities");
     let listed = entities
@@ -281,15 +291,7 @@ async fn a_foreign_host_header_is_refused(addr: SocketAddr) {
         "evil.example".to_string(),
         format!("evil.example:{}", addr.port()),
     ] {
-        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-        conn.write_all(
-            format!("GET /api/entities HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut seen = String::new();
-        read_until(&mut conn, &mut seen, "\r\n\r\n").await;
+        let seen = get(addr, &host, "/api/entities").await;
         assert!(
             seen.starts_with("HTTP/1.1 421"),
             "Host {host} was not refused: {seen}"
