@@ -69,9 +69,14 @@ impl TestLattice {
             .context("no host answered")
     }
 
-    /// A NATS client of the lattice's user.
+    /// A NATS client of the lattice's client role (what `cim call` connects as).
     pub async fn nats(&self) -> anyhow::Result<async_nats::Client> {
-        self.cli.connect().await
+        self.cli.connect(cim::Role::Client).await
+    }
+
+    /// A NATS client of the lattice's user of `role`.
+    pub async fn nats_as(&self, role: cim::Role) -> anyhow::Result<async_nats::Client> {
+        self.cli.connect(role).await
     }
 
     /// A direct Bolt connection to the lattice's graph database (as the graph provider has).

@@ -129,8 +129,27 @@ async fn scenario() {
     assert_eq!(doc.len(), 5);
     assert_eq!(doc[4].name.as_str(), "DocumentArchived");
 
+    // --- Roles: the event store appended all of that as its own user; a forged event from the
+    // client's or the reader's user is refused by NATS and stores nothing.
+    eprintln!("e2e: Forged events from the client and reader users are refused by NATS");
+    for role in [cim::Role::Client, cim::Role::Reader] {
+        let forger = lattice.nats_as(role).await.unwrap();
+        forger
+            .publish("cim.evt.document.doc-1", "forged".into())
+            .await
+            .unwrap();
+        forger.flush().await.unwrap();
+    }
+    assert_eq!(
+        js_stream_subjects(&nats, "cim.evt.document.doc-1").await,
+        vec![("cim.evt.document.doc-1".to_string(), 5)],
+        "no forged message was stored"
+    );
+
     // --- Commits through the package pipeline: `cim pipeline submit` drives the human steps,
     // the pipeline system builds with real Nix through the nix-build provider.
+    eprintln!("e2e: A forged build success is dead-lettered; the pipeline moves on");
+    pipeline::a_forged_build_success_is_dead_lettered_and_the_pipeline_moves_on(&lattice).await;
     eprintln!("e2e: A commit through the pipeline to a deployed container, built by Nix");
     pipeline::a_commit_is_built_published_and_deployed(&lattice).await;
     eprintln!("e2e: A failing build and a repository outside the allow-list");

@@ -246,6 +246,18 @@ pub fn react<P: EventLog + Builder + Packages>(
                     Some(outcome) => outcome,
                     None => ports.build(&request.flake_ref, &request.attribute)?,
                 };
+                // The success on record was not the pipeline's (any caller may send a
+                // command; NATS does not tell the package who did): the build system, asked
+                // again, does not confirm it. Asking once more cannot change that.
+                if !outcome.success {
+                    return Err(EcsError::Invalid(format!(
+                        "the recorded build success of {}#{} is not confirmed by the build \
+                         system, which reports a failure: {}; nothing is published",
+                        request.flake_ref,
+                        request.attribute,
+                        outcome.error.as_deref().unwrap_or("no reason given")
+                    )));
+                }
                 let package_cid = outcome.nar_cid.clone().ok_or_else(|| {
                     EcsError::Unavailable(format!(
                         "the build system returned no NAR CID for {}#{}",
@@ -557,6 +569,27 @@ mod tests {
             Err(EcsError::Unavailable(_))
         ));
         assert_eq!(names(&ports, &request), ["BuildSucceeded"]);
+    }
+
+    #[test]
+    fn a_recorded_success_the_build_system_does_not_confirm_is_refused_for_good() {
+        // Someone other than the pipeline recorded a success (seen: a made-up store path sent
+        // right after the request); the build itself fails.
+        let (mut ports, request) = requested(vec![Ok(failure())]);
+        let meta = Envelope::originating("outsider", 1);
+        ports
+            .send(&request.entity, &record(&success()), meta)
+            .unwrap();
+        let err = react(&mut ports, &request, 9).unwrap_err();
+        assert!(
+            matches!(&err, EcsError::Invalid(m) if m.contains("not confirmed")),
+            "{err:?}"
+        );
+        assert_eq!(
+            names(&ports, &request),
+            ["BuildSucceeded"],
+            "nothing published"
+        );
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct NatsConfig {
     pub url: String,
     /// A `.creds` file; `None` connects anonymously.
     pub creds: Option<PathBuf>,
+    /// The prefix of the connection's reply subjects (async-nats' default `_INBOX` when
+    /// `None`); a [`crate::auth::Role::Reader`] may only receive on
+    /// [`crate::auth::READER_INBOX_PREFIX`].
+    pub inbox_prefix: Option<String>,
 }
 
 impl NatsConfig {
@@ -45,6 +49,17 @@ impl NatsConfig {
         Self {
             url: url.into(),
             creds: creds.map(Path::to_path_buf),
+            inbox_prefix: None,
+        }
+    }
+
+    /// A config for `url` with the `.creds` file of a user of `role`: sets the reply-subject
+    /// prefix the role's permissions allow.
+    pub fn for_role(url: impl Into<String>, creds: &Path, role: crate::auth::Role) -> Self {
+        Self {
+            inbox_prefix: (role == crate::auth::Role::Reader)
+                .then(|| crate::auth::READER_INBOX_PREFIX.to_string()),
+            ..Self::new(url, Some(creds))
         }
     }
 
@@ -53,12 +68,16 @@ impl NatsConfig {
         Self {
             url: std::env::var(ENV_URL).unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
             creds: std::env::var_os(ENV_CREDS).map(PathBuf::from),
+            inbox_prefix: None,
         }
     }
 
     /// Connects, naming the connection `name` (visible in the server's connection list).
     pub async fn connect(&self, name: &str) -> Result<async_nats::Client, NatsError> {
         let mut opts = async_nats::ConnectOptions::new().name(name);
+        if let Some(prefix) = &self.inbox_prefix {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
         if let Some(path) = &self.creds {
             opts = opts
                 .credentials_file(path)

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod commit;
 pub mod config;
+pub mod deadletter;
 pub mod names;
 pub mod objects;
 pub mod store;

@@ -45,6 +45,15 @@ impl ObjectStore {
         Self::open_bucket(client, OBJECTS_BUCKET).await
     }
 
+    /// Opens the existing bucket and never creates it (for users that may not).
+    pub async fn attach(client: async_nats::Client) -> Result<Self, EcsError> {
+        let bucket = jetstream::new(client)
+            .get_object_store(OBJECTS_BUCKET)
+            .await
+            .map_err(|e| unavailable("opening the object bucket", e))?;
+        Ok(Self { bucket })
+    }
+
     /// Opens (or creates) a bucket with another name, e.g. for benchmarks and tests.
     pub async fn open_bucket(client: async_nats::Client, name: &str) -> Result<Self, EcsError> {
         let js = jetstream::new(client);

@@ -44,7 +44,7 @@ pub const MAX_APPEND: usize = 1000;
 /// How long to wait for one JetStream acknowledgement or response.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> EcsError {
+pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> EcsError {
     EcsError::Unavailable(format!("{what}: {e}"))
 }
 
@@ -240,14 +240,14 @@ struct ApiError {
     description: String,
 }
 
-/// Creates the events stream if needed (through the JetStream API directly: the client's
-/// stream config has no field for `allow_atomic` yet). The stream keeps events forever (file
-/// storage, no max age), allows direct gets (used to find an entity's last event) and atomic
-/// batches (multi-event appends are all-or-nothing).
-async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), EcsError> {
-    let config = serde_json::json!({
+/// The events stream's configuration. The stream keeps events forever (file storage, no max
+/// age), is append-only at the server (`deny_delete`, `deny_purge`: nats-server refuses any
+/// later update that would allow them again), allows direct gets (used to find an entity's
+/// last event) and atomic batches (multi-event appends are all-or-nothing).
+fn events_stream_config() -> serde_json::Value {
+    serde_json::json!({
         "name": EVENTS_STREAM,
-        "description": "CIM domain events: one subject per entity, CID-chained",
+        "description": "CIM domain events: one subject per entity, CID-chained, append-only",
         "subjects": [EVENTS_SUBJECTS],
         "retention": "limits",
         "storage": "file",
@@ -255,41 +255,107 @@ async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), EcsErro
         "max_age": 0,
         "num_replicas": 1,
         "duplicate_window": 120_000_000_000u64,
+        "deny_delete": true,
+        "deny_purge": true,
         "allow_direct": true,
         "allow_atomic": true,
-    });
-    for op in ["CREATE", "UPDATE"] {
-        let reply = tokio::time::timeout(
-            ACK_TIMEOUT,
-            client.request(
-                format!("$JS.API.STREAM.{op}.{EVENTS_STREAM}"),
-                config.to_string().into(),
-            ),
-        )
+    })
+}
+
+/// Whether an existing stream's configuration already has every setting of `wanted` (so no
+/// update is needed: the roles that run the lattice may not update the stream).
+fn stream_config_has(existing: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+    const KEYS: [&str; 8] = [
+        "subjects",
+        "retention",
+        "storage",
+        "max_age",
+        "deny_delete",
+        "deny_purge",
+        "allow_direct",
+        "allow_atomic",
+    ];
+    KEYS.iter().all(|k| {
+        let default = serde_json::Value::Bool(false);
+        existing.get(k).unwrap_or(&default) == wanted.get(k).unwrap_or(&default)
+    })
+}
+
+/// One JetStream API request with a deadline; the reply's JSON.
+async fn js_api(
+    client: &async_nats::Client,
+    subject: String,
+    body: String,
+    what: &str,
+) -> Result<serde_json::Value, EcsError> {
+    let reply = tokio::time::timeout(ACK_TIMEOUT, client.request(subject, body.into()))
         .await
-        .map_err(|_| EcsError::Unavailable("JetStream did not answer in time".into()))?
-        .map_err(|e| unavailable("creating the events stream", e))?;
-        #[derive(Deserialize)]
-        struct Reply {
-            error: Option<ApiError>,
+        .map_err(|_| {
+            EcsError::Unavailable(format!(
+                "{what}: JetStream did not answer in time (or this user may not ask)"
+            ))
+        })?
+        .map_err(|e| unavailable(what, e))?;
+    serde_json::from_slice(&reply.payload).map_err(|e| unavailable(what, e))
+}
+
+/// The API error of a JetStream reply, if any.
+fn api_error(reply: &serde_json::Value) -> Option<ApiError> {
+    reply
+        .get("error")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+}
+
+/// Creates the events stream, or brings an existing one up to [`events_stream_config`]
+/// (through the JetStream API directly: the client's stream config has no field for
+/// `allow_atomic` yet). A stream that already has the configuration is left alone, so this
+/// needs the right to update the stream only when something must change: `cim up` does that
+/// as the admin before the lattice starts.
+pub async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), EcsError> {
+    let config = events_stream_config();
+    let what = "creating the events stream";
+    let info = js_api(
+        client,
+        format!("$JS.API.STREAM.INFO.{EVENTS_STREAM}"),
+        String::new(),
+        what,
+    )
+    .await?;
+    let op = match api_error(&info) {
+        None if info
+            .get("config")
+            .is_some_and(|c| stream_config_has(c, &config)) =>
+        {
+            return Ok(())
         }
-        let reply: Reply = serde_json::from_slice(&reply.payload)
-            .map_err(|e| unavailable("creating the events stream", e))?;
-        match reply.error {
-            None => return Ok(()),
-            // 10058: the stream exists with another configuration; bring it up to date.
-            Some(e) if op == "CREATE" && e.err_code == 10058 => continue,
-            Some(e) => {
-                return Err(EcsError::Unavailable(format!(
-                    "cannot {} the events stream: {} (code {})",
-                    op.to_lowercase(),
-                    e.description,
-                    e.err_code
-                )))
-            }
+        None => "UPDATE",
+        // 10059: stream not found.
+        Some(e) if e.err_code == 10059 => "CREATE",
+        Some(e) => {
+            return Err(EcsError::Unavailable(format!(
+                "cannot read the events stream: {} (code {})",
+                e.description, e.err_code
+            )))
         }
+    };
+    let reply = js_api(
+        client,
+        format!("$JS.API.STREAM.{op}.{EVENTS_STREAM}"),
+        config.to_string(),
+        what,
+    )
+    .await?;
+    match api_error(&reply) {
+        None => Ok(()),
+        // Created meanwhile by another process with this configuration.
+        Some(e) if op == "CREATE" && e.err_code == 10058 => Ok(()),
+        Some(e) => Err(EcsError::Unavailable(format!(
+            "cannot {} the events stream: {} (code {})",
+            op.to_lowercase(),
+            e.description,
+            e.err_code
+        ))),
     }
-    Ok(())
 }
 
 /// The last event of an entity and its stream sequence.
@@ -392,16 +458,38 @@ impl EventStore {
         ))
     }
 
-    /// Opens the store, creating the events stream and snapshot bucket if they do not exist.
+    /// Opens the store, creating the events stream and snapshot bucket if they do not exist
+    /// (or bringing the stream's configuration up to date, see [`ensure_events_stream`]).
     pub async fn open(client: async_nats::Client) -> Result<Self, EcsError> {
         let js = jetstream::new(client.clone());
         ensure_events_stream(&client).await?;
+        Self::attach_with(client, js, true).await
+    }
+
+    /// Opens an existing store and never creates or changes anything: what a reader does
+    /// (its user may not create streams). Fails when the lattice has no events stream yet.
+    pub async fn attach(client: async_nats::Client) -> Result<Self, EcsError> {
+        let js = jetstream::new(client.clone());
+        Self::attach_with(client, js, false).await
+    }
+
+    async fn attach_with(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        create: bool,
+    ) -> Result<Self, EcsError> {
+        let missing = |what: &str| {
+            EcsError::Unavailable(format!(
+                "the lattice has no {what} yet (`cim up` creates it)"
+            ))
+        };
         let stream = js
             .get_stream(EVENTS_STREAM)
             .await
             .map_err(|e| unavailable("opening the events stream", e))?;
         let snapshots = match js.get_key_value(SNAPSHOTS_BUCKET).await {
             Ok(kv) => kv,
+            Err(_) if !create => return Err(missing("snapshot bucket")),
             Err(_) => js
                 .create_key_value(kv::Config {
                     bucket: SNAPSHOTS_BUCKET.into(),
@@ -413,8 +501,15 @@ impl EventStore {
                 .await
                 .map_err(|e| unavailable("creating the snapshot bucket", e))?,
         };
+        let objects = if create {
+            ObjectStore::open(client.clone()).await?
+        } else {
+            ObjectStore::attach(client.clone())
+                .await
+                .map_err(|_| missing("object store"))?
+        };
         Ok(Self {
-            objects: ObjectStore::open(client.clone()).await?,
+            objects,
             offload_above: DEFAULT_OFFLOAD_ABOVE,
             client,
             js,
@@ -828,6 +923,11 @@ impl EventStore {
             .await
             .map_err(|e| unavailable("saving a snapshot", e))?;
         Ok(())
+    }
+
+    /// The NATS connection the store uses.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// The underlying stream handle (for consumers of subscriptions).

@@ -74,7 +74,7 @@ pub async fn print_nearest(
     model: &str,
     top: usize,
 ) -> anyhow::Result<()> {
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
     let found = nearest(&nats, ctx.lattice(), question, model, top).await?;
     if found.is_empty() {
         println!("no document has an embedding yet (the agent embeds a document's text when it is attached)");

@@ -93,7 +93,7 @@ pub async fn call_and_print(
     json: &str,
     expected_version: Option<u64>,
 ) -> anyhow::Result<()> {
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
     let cmd = command_for(kind, id, name, json, expected_version);
     match call(&nats, ctx.lattice(), &cmd).await? {
         Ok(events) => {

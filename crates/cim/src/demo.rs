@@ -123,7 +123,7 @@ async fn count(nats: &async_nats::Client, lattice: &str, cypher: &str) -> anyhow
 pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
     crate::up(ctx, opts).await?;
     let ctx = Cli::new(ctx.state_dir().canonicalize()?, ctx.lattice().to_owned());
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
     let lattice = ctx.lattice().to_owned();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -21,7 +21,7 @@ pub async fn read_events(
     nats: async_nats::Client,
     entity: &EntityRef,
 ) -> anyhow::Result<Vec<RecordedEvent>> {
-    let store = EventStore::open(nats).await?;
+    let store = EventStore::attach(nats).await?;
     let mut all = Vec::new();
     loop {
         let page = store.read(entity, all.len() as u64 + 1, 4096).await?;
@@ -48,8 +48,8 @@ fn print(e: &RecordedEvent) {
 /// `cim events`: prints the entity's events, verifies the chain, and optionally follows it.
 pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Result<()> {
     let entity = parse_entity(entity)?;
-    let nats = ctx.connect().await?;
-    let store = EventStore::open(nats.clone()).await?;
+    let nats = ctx.connect(crate::Role::Reader).await?;
+    let store = EventStore::attach(nats.clone()).await?;
     // The stream position is taken before reading, so an event appended meanwhile is seen
     // by the follower (possibly twice: versions already printed are skipped).
     let start = store.head(&entity).await?.map_or(1, |h| h.sequence + 1);

@@ -82,7 +82,7 @@ pub(crate) fn cell<'a>(row: &'a Row, column: &str) -> Option<&'a Value> {
 }
 
 async fn rows(ctx: &Cli, cypher: &str) -> anyhow::Result<Vec<Row>> {
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Reader).await?;
     graph_query(&nats, ctx.lattice(), cypher, &[])
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -94,7 +94,7 @@ pub async fn print_query(ctx: &Cli, cypher: &str, params: &[String]) -> anyhow::
         .iter()
         .map(|p| parse_param(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Reader).await?;
     let rows = graph_query(&nats, ctx.lattice(), cypher, &params)
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use cim_nats::auth::LocalAuth;
+use cim_nats::auth::{LocalAuth, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::daemon::Daemon;
@@ -134,6 +134,9 @@ pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
 /// The agent's chat model by default.
 pub const DEFAULT_CHAT_MODEL: &str = "llama3.2";
 
+/// Where the local manifest names the event store's own credentials file.
+pub const EVENTS_CREDS_PLACEHOLDER: &str = "CIM_EVENTS_CREDS_FILE";
+
 /// Where the local manifest names the flake locations the pipeline may build.
 pub const ALLOWED_FLAKES_PLACEHOLDER: &str = "CIM_ALLOWED_FLAKE_REFS";
 
@@ -254,8 +257,17 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
 
     let t = step(1, steps, "credentials (operator-mode NATS auth)");
     let auth = LocalAuth::load_or_generate(&dir.join("auth.json"))?;
-    auth.write_creds(&ctx.creds())?;
-    done(t, &ctx.creds().display().to_string());
+    for role in Role::ALL {
+        auth.write_creds(role, &ctx.creds(role))?;
+    }
+    done(
+        t,
+        &format!(
+            "{} (one user per role: {})",
+            dir.display(),
+            Role::ALL.map(|r| format!("{}.creds", r.name())).join(", ")
+        ),
+    );
 
     let (nats, wadm_d, host) = daemons(&ctx)?;
     let port = match LatticeFile::load(&dir.join("lattice.json")) {
@@ -289,7 +301,13 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             app: String::new(),
         })?,
     )?;
-    let client = ctx.connect().await?;
+    // The operator's connection: creates the append-only events stream, the snapshot bucket
+    // and the object store before anything else may use them (no other role may change the
+    // events stream).
+    let client = ctx.connect(Role::Admin).await?;
+    cim_nats::EventStore::open(client.clone())
+        .await
+        .context("cannot create the event store")?;
     done(t, &daemon_detail(pid, started));
 
     let t = step(
@@ -319,7 +337,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     );
 
     let t = step(4, steps, "wadm 0.21.1");
-    let creds = ctx.creds().display().to_string();
+    let creds = ctx.creds(Role::Host).display().to_string();
     let (pid, started) = wadm_d.ensure(
         &[
             "--nats-server".into(),
@@ -467,6 +485,10 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         )
         .replace(ALLOWED_FLAKES_PLACEHOLDER, &allowed_flakes)
         .replace(
+            EVENTS_CREDS_PLACEHOLDER,
+            &ctx.creds(Role::Events).display().to_string(),
+        )
+        .replace(
             OLLAMA_URL_PLACEHOLDER,
             ollama_url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL),
         )
@@ -500,7 +522,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         return Ok(Lattice {
             url: format!("nats://127.0.0.1:{port}"),
             lattice,
-            creds: ctx.creds(),
+            creds: ctx.creds(Role::Client),
             app,
         });
     }
@@ -554,7 +576,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     Ok(Lattice {
         url: format!("nats://127.0.0.1:{port}"),
         lattice,
-        creds: ctx.creds(),
+        creds: ctx.creds(Role::Client),
         app,
     })
 }

@@ -5,6 +5,7 @@
 //! - [`status`]: hosts, components, providers, links and wadm's view of the application.
 //! - [`call`]: a typed wRPC call of `cim:ecs/entity.handle` on a deployed entity component.
 //! - [`events`]: an entity's stream with its CID chain verified.
+//! - [`deadletters`]: the events reactors gave up on, and retrying them.
 //! - [`graph`]: read-only Cypher and an export of the knowledge graph over wRPC.
 //! - `cim object put|get|stat`: the content-addressed object store over wRPC.
 //! - [`demo`]: both seed scenarios on the local lattice, with a summary.
@@ -17,6 +18,7 @@ mod archive;
 pub mod ask;
 mod call;
 mod daemon;
+pub mod deadletters;
 pub mod demo;
 mod events;
 pub mod graph;
@@ -40,6 +42,7 @@ pub use status::status;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+pub use cim_nats::auth::Role;
 use cim_nats::NatsConfig;
 
 /// Where the lattice keeps its state, and its name.
@@ -69,23 +72,27 @@ impl Cli {
         self.state_dir.join(name)
     }
 
-    /// The credentials file of the lattice's user.
-    pub fn creds(&self) -> PathBuf {
-        self.path("cim.creds")
+    /// The credentials file of the lattice's user of `role` (`<role>.creds`).
+    pub fn creds(&self, role: Role) -> PathBuf {
+        self.path(&format!("{}.creds", role.name()))
     }
 
-    /// The NATS connection settings of a running lattice (from `lattice.json`).
-    pub fn nats(&self) -> anyhow::Result<NatsConfig> {
+    /// The NATS connection settings of a running lattice (from `lattice.json`) for `role`.
+    pub fn nats(&self, role: Role) -> anyhow::Result<NatsConfig> {
         let info = lattice::LatticeFile::load(&self.path("lattice.json"))
             .context("no lattice here; run `cim up` first")?;
-        Ok(NatsConfig::new(
+        Ok(NatsConfig::for_role(
             format!("nats://127.0.0.1:{}", info.nats_port),
-            Some(&self.creds()),
+            &self.creds(role),
+            role,
         ))
     }
 
-    /// Connects to the running lattice's NATS.
-    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
-        Ok(self.nats()?.connect("cim-cli").await?)
+    /// Connects to the running lattice's NATS as a user of `role`.
+    pub async fn connect(&self, role: Role) -> anyhow::Result<async_nats::Client> {
+        Ok(self
+            .nats(role)?
+            .connect(&format!("cim-cli-{}", role.name()))
+            .await?)
     }
 }

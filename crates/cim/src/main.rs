@@ -138,6 +138,16 @@ enum Command {
         #[arg(long)]
         out_dir: PathBuf,
     },
+    /// List the events reactors gave up on (after bounded redeliveries, refused as invalid,
+    /// or not CIM events), or hand one to its reactor again.
+    #[command(name = "dead-letters", args_conflicts_with_subcommands = true)]
+    DeadLetters {
+        #[command(subcommand)]
+        command: Option<DeadLetterCommand>,
+        /// Also list the resolved ones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Print an entity's events and verify its CID chain.
     Events {
         /// The entity as `<kind>/<id>`.
@@ -145,6 +155,18 @@ enum Command {
         /// Keep printing new events as they are appended.
         #[arg(long)]
         follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// Deliver a dead-lettered event (and the rest of its message) to its reactor again; the
+    /// record is resolved when the reactor accepts them.
+    Retry {
+        /// The reactor subscription's durable consumer (the `durable` column).
+        durable: String,
+        /// The event message's stream sequence (the `sequence` column).
+        sequence: u64,
     },
 }
 
@@ -228,6 +250,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             json,
             expected_version,
         } => cim::call_and_print(&ctx, &kind, &command, &id, &json, expected_version).await?,
+        Command::DeadLetters { command, all } => match command {
+            None => cim::deadletters::print(&ctx, all).await?,
+            Some(DeadLetterCommand::Retry { durable, sequence }) => {
+                cim::deadletters::retry(&ctx, &durable, sequence).await?
+            }
+        },
         Command::Events { entity, follow } => cim::print_events(&ctx, &entity, follow).await?,
         Command::Graph {
             command,

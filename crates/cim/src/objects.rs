@@ -66,7 +66,7 @@ pub async fn get_object(
 /// `cim object put FILE`: prints the CID.
 pub async fn put_file(ctx: &Cli, file: &Path, media_type: &str) -> anyhow::Result<()> {
     let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
     let cid = put_object(&nats, ctx.lattice(), data, media_type)
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -76,7 +76,7 @@ pub async fn put_file(ctx: &Cli, file: &Path, media_type: &str) -> anyhow::Resul
 
 /// `cim object get CID [--output FILE]`: writes the verified bytes to FILE or stdout.
 pub async fn get_to(ctx: &Cli, cid: &str, output: Option<&Path>) -> anyhow::Result<()> {
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
     let data = get_object(&nats, ctx.lattice(), cid)
         .await?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -93,7 +93,7 @@ pub async fn get_to(ctx: &Cli, cid: &str, output: Option<&Path>) -> anyhow::Resu
 
 /// `cim object stat CID`.
 pub async fn stat(ctx: &Cli, cid: &str) -> anyhow::Result<()> {
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
     let client = objectstore_client(&nats, ctx.lattice()).await?;
     let info = within("stat", objectstore::stat(&client, None, cid))
         .await?

@@ -243,8 +243,8 @@ pub async fn submit(ctx: &Cli, s: &Submission) -> anyhow::Result<()> {
     };
     Token::parse("package id", &id)?;
     let package = EntityRef::new("package", &id)?;
-    let nats = ctx.connect().await?;
-    let store = EventStore::open(nats.clone()).await?;
+    let nats = ctx.connect(crate::Role::Client).await?;
+    let store = EventStore::attach(nats.clone()).await?;
     let mut driver = Driver {
         nats: &nats,
         lattice: ctx.lattice(),

@@ -172,7 +172,7 @@ pub async fn lattice_status(ctx: &Cli, nats: &async_nats::Client) -> anyhow::Res
 
 /// Prints the lattice's inventory.
 pub async fn status(ctx: &Cli) -> anyhow::Result<()> {
-    let nats = ctx.connect().await?;
+    let nats = ctx.connect(crate::Role::Reader).await?;
     let st = lattice_status(ctx, &nats).await?;
     println!("lattice {}: {} host(s)", st.lattice, st.hosts.len());
     for host in &st.hosts {

@@ -75,8 +75,8 @@ pub async fn bind(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
 )> {
-    let nats = ctx.connect().await?;
-    let store = EventStore::open(nats.clone())
+    let nats = ctx.connect(crate::Role::Reader).await?;
+    let store = EventStore::attach(nats.clone())
         .await
         .context("cannot open the event store")?;
     let state = Arc::new(Ui {

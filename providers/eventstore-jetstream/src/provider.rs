@@ -22,6 +22,8 @@ type Subscriptions = HashMap<(String, String), JoinHandle<()>>;
 #[derive(Clone, Default)]
 pub struct EventStoreProvider {
     offload_above: Arc<std::sync::OnceLock<usize>>,
+    /// The provider's own NATS connection, when its config names a creds file.
+    own_nats: Arc<std::sync::OnceLock<async_nats::Client>>,
     store: Arc<OnceCell<EventStore>>,
     subscriptions: Arc<Mutex<Subscriptions>>,
 }
@@ -31,7 +33,10 @@ impl EventStoreProvider {
     pub async fn store(&self) -> Result<&EventStore, EcsError> {
         self.store
             .get_or_try_init(|| async {
-                let nats = get_connection().nats.as_ref().clone();
+                let nats = match self.own_nats.get() {
+                    Some(own) => own.clone(),
+                    None => get_connection().nats.as_ref().clone(),
+                };
                 let offload_above = *self
                     .offload_above
                     .get_or_init(|| cim_nats::store::DEFAULT_OFFLOAD_ABOVE);
@@ -47,6 +52,20 @@ impl Provider for EventStoreProvider {
     /// Reads the provider config (`offload_above_bytes`).
     async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
         let bytes = crate::config::offload_above(init.get_config())?;
+        if let Some(creds) = crate::config::nats_creds_file(init.get_config())? {
+            let url = match wasmcloud_provider_sdk::load_host_data()?
+                .lattice_rpc_url
+                .as_str()
+            {
+                "" => "127.0.0.1:4222".to_string(),
+                url => url.to_string(),
+            };
+            let nats = cim_nats::NatsConfig::new(&url, Some(&creds))
+                .connect("cim-eventstore")
+                .await?;
+            info!(%url, creds = %creds.display(), "event store connects as its own user");
+            let _ = self.own_nats.set(nats);
+        }
         info!(offload_above = bytes, "event store configured");
         let _ = self.offload_above.set(bytes);
         Ok(())

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cim_domain::{EntityRef, Envelope, NewEvent, Token};
+use cim_nats::deadletter::{DeadLetters, Status};
 use cim_nats::{EventStore, NatsConfig};
 use cim_testkit::NatsServer;
 use eventstore_jetstream::config::SubscriptionConfig;
@@ -62,6 +63,7 @@ impl Seen {
 /// The test reactor:
 /// - `flaky` v2 fails its first delivery with `unavailable`,
 /// - `poison` is always `invalid`,
+/// - `stuck` always fails with `unavailable`,
 /// - `slow` v1 takes longer than the ack wait,
 /// - `dies` v1 takes 1.5 s (the test kills the provider's task meanwhile),
 /// - everything else is accepted.
@@ -79,6 +81,7 @@ impl<Ctx: Send> bindings::exports::cim::ecs::reactor::Handler<Ctx> for Reactor {
                 Err(EcsError::Unavailable("first try fails".into()))
             }
             ("poison", _) => Err(EcsError::Invalid("cannot be processed".into())),
+            ("stuck", _) => Err(EcsError::Unavailable("never works".into())),
             ("slow", 1) => {
                 tokio::time::sleep(self.ack_wait + self.ack_wait / 2).await;
                 Ok(())
@@ -220,6 +223,20 @@ async fn delivers_in_order_at_least_once_and_resumes_after_restarts() {
         "flaky's three events are one commit message: its redelivery resumes after v1"
     );
     assert_eq!(seen.count("poison", 1), 1, "invalid is not redelivered");
+    let (letters, _) = DeadLetters::open(nats.clone())
+        .await
+        .unwrap()
+        .list()
+        .await
+        .unwrap();
+    assert_eq!(
+        letters
+            .iter()
+            .map(|l| l.subject.as_str())
+            .collect::<Vec<_>>(),
+        ["cim.evt.thing.poison"],
+        "the refused event is in the dead letters"
+    );
     assert_eq!(
         seen.count("slow", 1),
         1,
@@ -290,4 +307,86 @@ async fn wait_drained(store: &EventStore, cfg: &SubscriptionConfig) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_always_fails_is_dead_lettered_after_bounded_deliveries_and_the_reactor_moves_on(
+) {
+    let server = NatsServer::start().unwrap();
+    let nats = NatsConfig::new(server.url(), None)
+        .connect("dead-letter-test")
+        .await
+        .unwrap();
+    let store = EventStore::open(nats.clone()).await.unwrap();
+    let seen = Seen::default();
+    serve_reactor(
+        nats.clone(),
+        Reactor {
+            seen: seen.clone(),
+            ack_wait: Duration::from_secs(2),
+        },
+    )
+    .await;
+    let config: HashMap<String, String> = [
+        ("subscription", "cim.evt.thing.*"),
+        ("max_deliver", "3"),
+        ("retry_delay_secs", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cfg = SubscriptionConfig::from_link(&config, "test-reactor", "default").unwrap();
+    append(&store, "stuck", 1).await;
+    // A message on an event subject that no event store wrote.
+    nats.publish("cim.evt.thing.garbage", "not an event".into())
+        .await
+        .unwrap();
+    append(&store, "after", 1).await;
+
+    let wrpc = wrpc_transport_nats::Client::new(nats.clone(), PREFIX, None)
+        .await
+        .unwrap();
+    let task = tokio::spawn(deliver(
+        store.clone(),
+        "test-reactor".into(),
+        cfg.clone(),
+        wrpc,
+    ));
+    wait_for(&seen, "the event behind the stuck one", |s| {
+        s.ok() == [("after".to_string(), 1)]
+    })
+    .await;
+    assert_eq!(
+        seen.count("stuck", 1),
+        3,
+        "delivered exactly max_deliver times"
+    );
+    let (letters, bad) = DeadLetters::open(nats.clone())
+        .await
+        .unwrap()
+        .list()
+        .await
+        .unwrap();
+    assert!(bad.is_empty());
+    let stuck = letters
+        .iter()
+        .find(|l| l.subject == "cim.evt.thing.stuck")
+        .expect("the stuck event is dead-lettered");
+    let head = store
+        .head(&EntityRef::new("thing", "stuck").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stuck.event_cid, Some(head.event.cid.to_string()));
+    assert_eq!(stuck.deliveries, 3);
+    assert_eq!(stuck.status, Status::Open);
+    assert_eq!(stuck.reactor, "test-reactor");
+    assert!(stuck.error.contains("never works"), "{}", stuck.error);
+    let garbage = letters
+        .iter()
+        .find(|l| l.subject == "cim.evt.thing.garbage")
+        .expect("the foreign message is dead-lettered");
+    assert_eq!(garbage.event_cid, None);
+    wait_drained(&store, &cfg).await;
+    task.abort();
 }

@@ -244,3 +244,94 @@ pub async fn failures_are_recorded_and_nothing_else(lattice: &TestLattice) {
     // Nothing followed the failures (checked again after the other package's submission ran).
     assert_eq!(names(&events(lattice, "broken").await), expected);
 }
+
+/// Issue 13, item 4: a build success recorded by someone other than the pipeline (a made-up
+/// store path, sent right after the request) once wedged the pipeline for every package. Now
+/// the pipeline refuses it for good (the build system does not confirm it), the event is in
+/// the dead letters with the reason, `cim dead-letters retry` hands it over again and is
+/// refused the same way, and the next package goes through as before.
+pub async fn a_forged_build_success_is_dead_lettered_and_the_pipeline_moves_on(
+    lattice: &TestLattice,
+) {
+    let repo = lattice.cli.state_dir().join("repos/forged");
+    let rev = git_flake_repo(&repo, "broken").unwrap();
+    let nats = lattice.nats().await.unwrap();
+    let l = lattice.cli.lattice().to_owned();
+    let mut steps = cim_model::package::example_pipeline("/nix/store/x", "x", "h", false);
+    steps.truncate(3);
+    steps.push((
+        "RequestBuild",
+        format!(
+            r#"{{"flake_ref":"git+file://{}?rev={rev}","attribute":"default"}}"#,
+            repo.display()
+        ),
+    ));
+    steps.push((
+        "RecordBuildSuccess",
+        r#"{"out_paths":["/nix/store/00000000000000000000000000000000-made-up"],"nar_hash":"sha256-forged","log_cid":null}"#.into(),
+    ));
+    for (name, json) in &steps {
+        let command = cim::command_for("package", "forged", name, json, None);
+        tokio::time::timeout(Duration::from_secs(30), cim::call(&nats, &l, &command))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no answer in 30 s"))
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    // The pipeline gives up on the request at once (invalid, not retried) and records why.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let letter = loop {
+        let (letters, _) = cim::deadletters::list(&lattice.cli).await.unwrap();
+        if let Some(l) = letters
+            .into_iter()
+            .find(|l| l.subject == "cim.evt.package.forged" && l.reactor == "cim-pipeline")
+        {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the forged success was never dead-lettered; host log:\n{}",
+            lattice.log_tail("host", 40)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(letter.error.contains("not confirmed"), "{}", letter.error);
+    let stored = events(lattice, "forged").await;
+    assert_eq!(
+        names(&stored),
+        [
+            "CommitSubmitted",
+            "PullRequestOpened",
+            "PullRequestApproved",
+            "BuildRequested",
+            "BuildSucceeded"
+        ],
+        "nothing was published"
+    );
+    assert_eq!(letter.event_cid, Some(stored[3].cid.to_string()));
+
+    // `cim dead-letters` shows it; a retry is refused the same way and says so.
+    let listed = lattice
+        .cim_ok(&["dead-letters"], lattice.cli.state_dir())
+        .await;
+    assert!(
+        listed.contains("cim.evt.package.forged") && listed.contains("not confirmed"),
+        "{listed}"
+    );
+    let retry = lattice
+        .cim_command()
+        .unwrap()
+        .args([
+            "dead-letters",
+            "retry",
+            &letter.durable,
+            &letter.stream_sequence.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!retry.status.success(), "the retry is refused again");
+    let stderr = String::from_utf8_lossy(&retry.stderr);
+    assert!(stderr.contains("refused the event again"), "{stderr}");
+}
