@@ -98,8 +98,10 @@ async fn live_feed_pushes_events(lattice: &TestLattice, addr: SocketAddr) {
     assert_eq!(data["version"], 1);
 
     // A multi-event append is one commit message: the feed shows each of its events, and the
-    // entity list counts events, not messages.
-    let store = cim_nats::EventStore::open(nats.clone()).await.unwrap();
+    // entity list counts events, not messages. Appended directly, as the event store does (so
+    // as its role: the client's user may not publish events).
+    let appender = lattice.nats_as(cim::Role::Events).await.unwrap();
+    let store = cim_nats::EventStore::open(appender).await.unwrap();
     let commit = EntityRef::new("note", "ui-commit").unwrap();
     let stored = store
         .append(
