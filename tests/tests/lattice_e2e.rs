@@ -216,6 +216,75 @@ async fn scenario() {
     assert!(stored(&nats, "document", "doc-3").await.is_empty());
     assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
 
+    // --- Issue 13, items 6 and 7: one message that is not an event (published here by the
+    // admin, the only other role that may) hides nothing: the entity still takes commands,
+    // and `cim events` shows every event with its own verdict and the bad message in place.
+    eprintln!("e2e: A message that is not an event is skipped and reported, nothing hidden");
+    for (name, json) in [
+        ("Create", create_doc()),
+        ("Tag", r#"{"tag":"before"}"#.into()),
+    ] {
+        send(&nats, &l, "document", "quarantine", name, &json, None)
+            .await
+            .unwrap();
+    }
+    let admin = lattice.nats_as(cim::Role::Admin).await.unwrap();
+    admin
+        .publish("cim.evt.document.quarantine", "not an event".into())
+        .await
+        .unwrap();
+    admin.flush().await.unwrap();
+    assert_eq!(
+        send(
+            &nats,
+            &l,
+            "document",
+            "quarantine",
+            "Tag",
+            r#"{"tag":"after"}"#,
+            None
+        )
+        .await,
+        Ok(vec!["DocumentTagged".to_string()]),
+        "the entity still takes commands after the bad message"
+    );
+    assert_eq!(stored(&nats, "document", "quarantine").await.len(), 3);
+    let shown = lattice
+        .cim_command()
+        .unwrap()
+        .args(["events", "document/quarantine"])
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        !shown.status.success(),
+        "a stream with a bad message is reported as broken"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].starts_with("v1 ") && lines[0].ends_with('✓'),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("v2 ") && lines[1].ends_with('✓'),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("is not an event") && lines[2].contains('✗'),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("v3 ") && lines[3].ends_with('✓'),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&shown.stderr).contains("chain broken: 1 of 4"),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+
     // --- Content round-trips by CID through the object-store provider, verified; a large
     // event payload is offloaded there and read back transparently; corruption is detected.
     eprintln!("e2e: Content by CID through the object store; offloaded payloads; corruption");

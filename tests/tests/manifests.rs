@@ -62,8 +62,9 @@ fn local_and_published_manifests_differ_only_in_images_and_deployment_settings()
         text.lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .filter(|l| !l.trim_start().starts_with("image:"))
-            // Where the graph database is and how to log in, which repositories may be built
-            // and what the Nix sandbox lacks differ per deployment.
+            // Where the graph database is and how to log in, which repositories may be built,
+            // what the Nix sandbox lacks and the event store's own credentials differ per
+            // deployment.
             .filter(|l| {
                 ![
                     "uri:",
@@ -74,6 +75,7 @@ fn local_and_published_manifests_differ_only_in_images_and_deployment_settings()
                     "extra_sandbox_paths:",
                     "endpoint:",
                     "chat_model:",
+                    "nats_creds_file:",
                 ]
                 .iter()
                 .any(|k| l.trim_start().starts_with(k))

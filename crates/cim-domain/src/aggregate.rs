@@ -74,6 +74,73 @@ pub enum CodecError {
     Serialize(serde_json::Error),
 }
 
+/// A JSON value parsed with every object's keys unique, at any depth: a payload such as
+/// `{"tag":"a","tag":"b"}` is refused rather than read as its last value.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Strict(Value::Array(items)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key {key:?} (every key may appear once)"
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(Strict(Value::Object(out)))
+    }
+}
+
 /// Splits messages into names and JSON payloads and back.
 pub struct EventCodec;
 
@@ -93,15 +160,18 @@ impl EventCodec {
         Ok((Token::parse("message name", &name)?, bytes))
     }
 
-    /// Joins a name and a JSON payload into a message. An empty payload means `null`.
+    /// Joins a name and a JSON payload into a message. An empty payload means `null`; a
+    /// payload with a key twice in one object is refused ([`CodecError::Json`]).
     pub fn decode<M: DeserializeOwned>(name: &str, payload: &[u8]) -> Result<M, CodecError> {
         let payload: Value = if payload.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            serde_json::from_slice(payload).map_err(|source| CodecError::Json {
-                name: name.to_owned(),
-                source,
-            })?
+            serde_json::from_slice::<Strict>(payload)
+                .map_err(|source| CodecError::Json {
+                    name: name.to_owned(),
+                    source,
+                })?
+                .0
         };
         let tagged = if payload.is_null() {
             Value::String(name.to_owned())
@@ -138,6 +208,22 @@ mod tests {
         let (name, payload) = EventCodec::encode(&Msg::Bare).unwrap();
         assert_eq!((name.as_str(), payload.as_slice()), ("Bare", &b"null"[..]));
         assert_eq!(EventCodec::decode::<Msg>("Bare", b"").unwrap(), Msg::Bare);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        let top = EventCodec::decode::<Msg>("Named", br#"{"title":"a","title":"b"}"#);
+        assert!(
+            matches!(&top, Err(CodecError::Json { source, .. }) if source.to_string().contains("duplicate key \"title\"")),
+            "{top:?}"
+        );
+        let nested = EventCodec::decode::<serde_json::Value>(
+            "Named",
+            br#"{"title":"a","meta":[{"k":1,"k":2}]}"#,
+        );
+        assert!(matches!(nested, Err(CodecError::Json { .. })), "{nested:?}");
+        let fine = EventCodec::decode::<Msg>("Named", br#"{"title":"a"}"#).unwrap();
+        assert_eq!(fine, Msg::Named { title: "a".into() });
     }
 
     #[test]

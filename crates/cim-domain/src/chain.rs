@@ -156,6 +156,27 @@ pub fn verify_chain<'a>(
     events.into_iter().try_for_each(|ev| verifier.push(ev))
 }
 
+/// Each event's own verdict, for views that show every event: `None` when it verifies in its
+/// place (content hashes to its CID, it follows the event before it), else why not. After a
+/// failing event, verification continues from that event as stored, so one tampered event is
+/// reported once and the events after it are still judged (a good v1 before a tampered v2
+/// stays good).
+pub fn verdicts<'a>(
+    events: impl IntoIterator<Item = &'a RecordedEvent>,
+) -> Vec<Option<ChainError>> {
+    let mut verifier = ChainVerifier::new();
+    events
+        .into_iter()
+        .map(|ev| {
+            let verdict = verifier.push(ev).err();
+            if verdict.is_some() {
+                verifier = ChainVerifier::after(ev.entity.clone(), ev.version, ev.cid);
+            }
+            verdict
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +298,20 @@ mod tests {
             let broken = matches!(verify_chain(&events), Err(ChainError::BrokenLink { .. }));
             prop_assert!(broken, "a re-sealed first event must break the link to its successor");
         }
+    }
+
+    #[test]
+    fn each_event_gets_its_own_verdict_and_one_tampered_event_is_reported_once() {
+        let entity = entity();
+        let mut events = chain(&entity, &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        events[1].payload = b"tampered".to_vec();
+        let v = verdicts(&events);
+        assert!(v[0].is_none(), "v1 is good");
+        assert!(v[1].is_some(), "v2 is tampered");
+        assert!(
+            v[2].is_none(),
+            "v3 links to v2's CID as stored, so it is judged on its own"
+        );
+        assert!(verdicts(&chain(&entity, &[b"a".to_vec()]))[0].is_none());
     }
 }

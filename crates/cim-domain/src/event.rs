@@ -317,6 +317,26 @@ mod tests {
         assert!(bytes.windows(2).any(|w| w == [0xd8, 0x2a]));
     }
 
+    /// ADR 0002 pins how each value is encoded; an outside implementation relies on it.
+    #[test]
+    fn the_schema_is_a_cbor_unsigned_integer_as_adr_0002_says() {
+        let entry = |schema: u32| {
+            let bytes = canonical_bytes(&doc(), 1, "N", schema, b"{}", None).unwrap();
+            let key = [&[0x66][..], b"schema"].concat();
+            let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+            bytes[at..].to_vec()
+        };
+        assert_eq!(entry(1)[0], 0x01, "schema 1 is the one byte 0x01");
+        assert_eq!(&entry(42)[..2], [0x18, 0x2a], "schema 42 is 0x18 0x2a");
+        assert_eq!(&entry(1000)[..3], [0x19, 0x03, 0xe8]);
+        let first = canonical_bytes(&doc(), 1, "N", 1, b"{}", None).unwrap();
+        assert_eq!(
+            *first.last().unwrap(),
+            0xf6,
+            "`previous` of version 1 is null"
+        );
+    }
+
     #[test]
     fn object_cids_use_the_raw_codec() {
         let cid = object_cid(b"hello");

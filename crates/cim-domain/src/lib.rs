@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod handler;
 pub mod ident;
+pub mod media;
 pub mod subject;
 pub mod testing;
 pub mod wit;
@@ -31,6 +32,7 @@ pub use error::EcsError;
 pub use event::{event_cid, object_cid, parse_cid, CidError, NewEvent, RecordedEvent};
 pub use handler::{handle_command, CommandRequest, EventLog};
 pub use ident::{EntityRef, IdentError, Token};
+pub use media::{check_media_type, MediaTypeError};
 pub use subject::{Subject, SubjectError};
 
 /// serde, for the macros of [`wit`] expanded in other crates.

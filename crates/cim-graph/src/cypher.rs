@@ -148,6 +148,87 @@ pub fn ensure_read_only(q: &str) -> Result<(), GraphError> {
     Ok(())
 }
 
+/// The column names of a query's last `RETURN`, in the order it lists them (an alias after
+/// `AS`, else the expression's text, as Neo4j names columns); `None` for `RETURN *`, a query
+/// without `RETURN`, or text this scanner does not understand. Used to give rows their columns
+/// in `RETURN` order, which the Bolt client does not keep.
+pub fn return_columns(q: &str) -> Option<Vec<String>> {
+    // Top-level (depth 0, outside literals and comments) byte ranges of words, and of commas.
+    let b = q.as_bytes();
+    let (mut depth, mut i) = (0i32, 0usize);
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut commas: Vec<usize> = Vec::new();
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => i = q[i + 2..].find("*/")? + i + 4,
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                i += 1;
+            }
+            b',' if depth == 0 => {
+                commas.push(i);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let prev = q[..start].chars().last();
+                if depth == 0 && !matches!(prev, Some('.') | Some('$')) {
+                    words.push((start, i));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    let is = |(s, e): (usize, usize), w: &str| q[s..e].eq_ignore_ascii_case(w);
+    let ret = words.iter().rposition(|&w| is(w, "RETURN"))?;
+    let mut start = words[ret].1;
+    if let Some(&next) = words.get(ret + 1) {
+        if is(next, "DISTINCT") {
+            start = next.1;
+        }
+    }
+    let end = words[ret + 1..]
+        .iter()
+        .find(|&&w| ["ORDER", "SKIP", "LIMIT", "UNION"].iter().any(|k| is(w, k)))
+        .map_or(q.trim_end().trim_end_matches(';').len(), |w| w.0);
+    let mut bounds = vec![start];
+    bounds.extend(commas.iter().copied().filter(|&c| c > start && c < end));
+    bounds.push(end);
+    let mut columns = Vec::new();
+    for pair in bounds.windows(2) {
+        let (from, to) = (pair[0] + usize::from(pair[0] != start), pair[1]);
+        let alias = words
+            .iter()
+            .rposition(|&w| w.0 >= from && w.1 <= to && is(w, "AS"))
+            .map(|n| q[words[n].1..to].trim().trim_matches('`').to_string());
+        let item = alias.unwrap_or_else(|| q[from..to].trim().to_string());
+        if item.is_empty() || item == "*" {
+            return None;
+        }
+        columns.push(item);
+    }
+    Some(columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +284,33 @@ mod tests {
             assert!(ensure_read_only(ok).is_ok(), "{ok}");
         }
         assert!(ensure_read_only("MATCH (n) WHERE n.x = 'unterminated RETURN n").is_err());
+    }
+
+    #[test]
+    fn return_columns_are_listed_in_return_order() {
+        assert_eq!(
+            return_columns("MATCH (n) RETURN n.key AS key, labels(n) AS labels").unwrap(),
+            ["key", "labels"]
+        );
+        assert_eq!(
+            return_columns("MATCH (d:Document) RETURN d.title AS z, d.key AS a ORDER BY a LIMIT 3")
+                .unwrap(),
+            ["z", "a"]
+        );
+        assert_eq!(
+            return_columns("MATCH (n) RETURN DISTINCT n.key, count(*) AS `n, with comma`").unwrap(),
+            ["n.key", "n, with comma"]
+        );
+        assert_eq!(
+            return_columns("MATCH (n) WITH n, {a: 1, b: 2} AS m RETURN m.b AS b, [1, 2] AS l;")
+                .unwrap(),
+            ["b", "l"]
+        );
+        assert_eq!(
+            return_columns("MATCH (n) WHERE n.note = 'RETURN x' RETURN n.ascii AS y").unwrap(),
+            ["y"]
+        );
+        assert_eq!(return_columns("MATCH (n) RETURN *"), None);
+        assert_eq!(return_columns("CALL db.labels()"), None);
     }
 }

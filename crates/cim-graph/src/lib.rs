@@ -112,7 +112,7 @@ pub struct Edge {
     pub props: Vec<(String, Value)>,
 }
 
-/// One result row: columns (sorted by name) and their values.
+/// One result row: columns (in `RETURN` order, else sorted by name) and their values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Column names.
@@ -303,6 +303,7 @@ impl Graph {
         params: &[(String, Value)],
     ) -> Result<Vec<Row>, GraphError> {
         cypher::ensure_read_only(cypher_text)?;
+        let order = cypher::return_columns(cypher_text);
         let mut q = query(cypher_text);
         for (name, value) in params {
             q = q.param(cypher::identifier("parameter name", name)?, value.to_bolt());
@@ -321,13 +322,29 @@ impl Graph {
                     .await
                     .map_err(|e| server_error("query", e))?
                 {
-                    let cells: BTreeMap<String, BoltType> = row
+                    let mut cells: BTreeMap<String, BoltType> = row
                         .to()
                         .map_err(|e| GraphError::Unavailable(format!("reading a row: {e}")))?;
-                    rows.push(Row {
-                        columns: cells.keys().cloned().collect(),
-                        values: cells.values().map(Value::from_bolt).collect(),
-                    });
+                    // The Bolt client keeps no column order: take RETURN's when it names
+                    // exactly these columns, else sort them by name.
+                    let columns: Vec<String> = match &order {
+                        Some(order)
+                            if order.len() == cells.len()
+                                && order.iter().all(|c| cells.contains_key(c)) =>
+                        {
+                            order.clone()
+                        }
+                        _ => cells.keys().cloned().collect(),
+                    };
+                    let values = columns
+                        .iter()
+                        .map(|c| {
+                            cells
+                                .remove(c)
+                                .map_or(Value::Null, |v| Value::from_bolt(&v))
+                        })
+                        .collect();
+                    rows.push(Row { columns, values });
                 }
                 Ok::<_, GraphError>(())
             }

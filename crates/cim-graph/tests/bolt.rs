@@ -107,6 +107,16 @@ async fn merges_are_batched_idempotent_and_injection_is_inert() {
         stored[0].values[0],
         Value::Text("MATCH (n) DETACH DELETE n".into())
     );
+    // Columns come in RETURN order, not sorted by name.
+    let ordered = g
+        .query_read_only(
+            "MATCH (t:Tag {key: $k}) RETURN t.note AS note, t.key AS key",
+            &[("k".into(), Value::Text(evil.into()))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ordered[0].columns, ["note", "key"]);
+    assert_eq!(ordered[0].values[1], Value::Text(evil.into()));
     for bad_label in ["Tag) DETACH DELETE (n", "Tag:Admin", "Tag`"] {
         let err = g
             .merge_nodes(&[node(bad_label, "k", vec![])])

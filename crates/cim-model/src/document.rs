@@ -219,12 +219,9 @@ impl Aggregate for Document {
                 }
                 text("title", title, 200)?;
                 cid("content_cid", content_cid)?;
-                ensure(
-                    media_type
-                        .split_once('/')
-                        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty()),
-                    format!("media_type {media_type:?} is not of the form type/subtype"),
-                )?;
+                if let Err(e) = cim_domain::check_media_type(media_type) {
+                    ensure(false, format!("media_type: {e}"))?;
+                }
                 ensure(!categories.is_empty(), "categories must not be empty")?;
                 for c in categories {
                     label("category", c)?;
@@ -565,6 +562,11 @@ mod tests {
         let mut cmd = create_cmd();
         if let C::Create { media_type, .. } = &mut cmd {
             *media_type = "pdf".into();
+        }
+        given::<Document>([]).when(cmd).then_err("type/subtype");
+        let mut cmd = create_cmd();
+        if let C::Create { media_type, .. } = &mut cmd {
+            *media_type = "text/<b>".into();
         }
         given::<Document>([]).when(cmd).then_err("type/subtype");
     }

@@ -72,8 +72,10 @@ impl ObjectStore {
         Ok(Self { bucket })
     }
 
-    /// Stores `data` unless an object with its CID exists; returns the CID.
+    /// Stores `data` unless an object with its CID exists; returns the CID. A media type
+    /// that is not `type/subtype[; name=value]…` is refused (`invalid`), and nothing stored.
     pub async fn put(&self, data: &[u8], media_type: &str) -> Result<Cid, EcsError> {
+        cim_domain::check_media_type(media_type).map_err(|e| EcsError::Invalid(e.to_string()))?;
         let cid = object_cid(data);
         let name = cid.to_string();
         match self.bucket.info(&name).await {

@@ -31,7 +31,7 @@ use cim_domain::chain::ChainVerifier;
 use cim_domain::{EcsError, EntityRef, Envelope, NewEvent, RecordedEvent, Subject, Token};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::commit::{self, Stored};
 use crate::names::{header, EVENTS_STREAM, EVENTS_SUBJECTS, SNAPSHOTS_BUCKET};
@@ -358,6 +358,26 @@ pub async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), Ecs
     }
 }
 
+/// One message of an entity's subject, as [`EventStore::read_messages`] decodes it.
+#[derive(Debug, Clone)]
+pub enum StoredMessage {
+    /// An event (a commit message gives one per event).
+    Event(Box<RecordedEvent>),
+    /// A message that is not an event, or whose offloaded payload could not be fetched.
+    NotAnEvent {
+        /// Its stream sequence.
+        sequence: u64,
+        /// Why it is not an event.
+        error: String,
+    },
+}
+
+/// Whether a decoding error means the message itself is not an event (never going to decode),
+/// rather than something unavailable right now.
+pub fn is_malformed(e: &EcsError) -> bool {
+    matches!(e, EcsError::Unavailable(m) if m.starts_with("malformed event message"))
+}
+
 /// The last event of an entity and its stream sequence.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -519,19 +539,110 @@ impl EventStore {
     }
 
     /// The entity's last event and the stream sequence of its message, if it has any.
+    ///
+    /// A last message that is not an event (see [`EventStore::read_messages`]) is skipped:
+    /// the head is then the last event before it, with the sequence of that last message
+    /// (where the next append must follow).
     pub async fn head(&self, entity: &EntityRef) -> Result<Option<Head>, EcsError> {
+        Ok(self.position(entity).await?.1)
+    }
+
+    /// The stream sequence of the entity's last message (0 when it has none) and its head.
+    async fn position(&self, entity: &EntityRef) -> Result<(u64, Option<Head>), EcsError> {
         let subject = Subject::event(entity).to_string();
-        match self.stream.direct_get_last_for_subject(&subject).await {
-            Ok(msg) => {
-                let last = decode_message(entity, &msg.headers, &msg.payload)?.pop();
-                Ok(last.map(|s| Head {
-                    sequence: msg.sequence,
-                    event: s.event,
-                }))
+        let msg = match self.stream.direct_get_last_for_subject(&subject).await {
+            Ok(msg) => msg,
+            Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => {
+                return Ok((0, None))
             }
-            Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => Ok(None),
-            Err(e) => Err(unavailable("reading the entity's last event", e)),
+            Err(e) => return Err(unavailable("reading the entity's last event", e)),
+        };
+        let last = match decode_message(entity, &msg.headers, &msg.payload) {
+            Ok(mut stored) => stored.pop().map(|s| s.event),
+            Err(e) if is_malformed(&e) => {
+                warn!(%subject, sequence = msg.sequence, error = %e, "the entity's last message is not an event; skipping it");
+                self.read_messages(entity)
+                    .await?
+                    .into_iter()
+                    .rev()
+                    .find_map(|m| match m {
+                        StoredMessage::Event(ev) => Some(*ev),
+                        StoredMessage::NotAnEvent { .. } => None,
+                    })
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((
+            msg.sequence,
+            last.map(|event| Head {
+                sequence: msg.sequence,
+                event,
+            }),
+        ))
+    }
+
+    /// Every message on the entity's subject, in stream order, each decoded on its own: the
+    /// events (offloaded payloads fetched), and the messages that are not events (a message
+    /// no event store wrote, e.g. garbage published by a holder of the events role) with why.
+    /// Nothing is verified: views show each event with its own verdict
+    /// ([`cim_domain::chain::verdicts`]). Reads the whole stream of the entity.
+    pub async fn read_messages(&self, entity: &EntityRef) -> Result<Vec<StoredMessage>, EcsError> {
+        let subject = Subject::event(entity).to_string();
+        let last = match self.stream.direct_get_last_for_subject(&subject).await {
+            Ok(msg) => msg.sequence,
+            Err(e) if matches!(e.kind(), stream::DirectGetErrorKind::NotFound) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(unavailable("reading the entity's last event", e)),
+        };
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subject.clone(),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable("opening a reader", e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable("reading events", e))?;
+        let no_headers = HeaderMap::new();
+        let mut out = Vec::new();
+        loop {
+            let next = tokio::time::timeout(ACK_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| EcsError::Unavailable("reading events timed out".into()))?;
+            let Some(msg) = next else { break };
+            let msg = msg.map_err(|e| unavailable("reading events", e))?;
+            let sequence = msg
+                .info()
+                .map_err(|e| unavailable("reading events", e))?
+                .stream_sequence;
+            let headers = msg.headers.as_ref().unwrap_or(&no_headers);
+            match decode_message(entity, headers, &msg.payload) {
+                Ok(stored) => match self.resolve(stored).await {
+                    Ok(events) => out.extend(
+                        events
+                            .into_iter()
+                            .map(|ev| StoredMessage::Event(Box::new(ev))),
+                    ),
+                    Err(e) => out.push(StoredMessage::NotAnEvent {
+                        sequence,
+                        error: e.to_string(),
+                    }),
+                },
+                Err(e) => out.push(StoredMessage::NotAnEvent {
+                    sequence,
+                    error: e.to_string(),
+                }),
+            }
+            if sequence >= last {
+                break;
+            }
         }
+        Ok(out)
     }
 
     /// Appends `events` to `entity` if it is at `expected_version`; see the module docs.
@@ -550,10 +661,10 @@ impl EventStore {
                 events.len()
             )));
         }
-        let head = self.head(entity).await?;
-        let (actual, last_sequence, previous) = match &head {
-            Some(h) => (h.event.version, h.sequence, Some(h.event.cid)),
-            None => (0, 0, None),
+        let (last_sequence, head) = self.position(entity).await?;
+        let (actual, previous) = match &head {
+            Some(h) => (h.event.version, Some(h.event.cid)),
+            None => (0, None),
         };
         if actual != expected_version {
             return self
@@ -827,11 +938,22 @@ impl EventStore {
             let Some(msg) = next else { break };
             let msg = msg.map_err(|e| unavailable("reading events", e))?;
             let headers = msg.headers.as_ref().unwrap_or(&no_headers);
+            let stored = match decode_message(entity, headers, &msg.payload) {
+                Ok(stored) => stored,
+                // Not an event (no event store wrote it): it holds no fact, so it is skipped,
+                // and the chain verification of the events around it is unaffected.
+                Err(e) if is_malformed(&e) => {
+                    let sequence = msg.info().map_or(0, |i| i.stream_sequence);
+                    warn!(%entity, sequence, error = %e, "skipping a message that is not an event");
+                    if sequence >= head.sequence {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut last_version = 0;
-            for ev in self
-                .resolve(decode_message(entity, headers, &msg.payload)?)
-                .await?
-            {
+            for ev in self.resolve(stored).await? {
                 last_version = ev.version;
                 if ev.version >= from && out.len() < max as usize {
                     verifier.push(&ev).map_err(|e| {
@@ -884,7 +1006,15 @@ impl EventStore {
                         ))
                     })
             };
-            if header(async_nats::header::HeaderName::from_static(header::VERSION))? >= from {
+            let version = match header(async_nats::header::HeaderName::from_static(header::VERSION))
+            {
+                Ok(v) => v,
+                // Not an event: reading from `lo` is always early enough (the reader skips
+                // versions before `from`).
+                Err(e) if is_malformed(&e) => return Ok(lo),
+                Err(e) => return Err(e),
+            };
+            if version >= from {
                 hi = mid;
             } else {
                 lo = header(async_nats::header::NATS_SEQUENCE)? + 1;

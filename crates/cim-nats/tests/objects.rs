@@ -84,6 +84,23 @@ async fn an_empty_object_reads_back_empty() {
 }
 
 #[tokio::test]
+async fn an_object_with_a_malformed_media_type_is_refused_and_not_stored() {
+    let nats = NatsServer::start().unwrap();
+    let objects = ObjectStore::open(client(&nats).await).await.unwrap();
+    for bad in ["pdf", "not a media type", "text/plain\r\nX-Injected: 1", ""] {
+        let put = objects.put(b"some bytes", bad).await;
+        assert!(
+            matches!(put, Err(cim_domain::EcsError::Invalid(ref m)) if m.contains("media type")),
+            "{bad:?}: {put:?}"
+        );
+    }
+    assert!(
+        objects.stat(&object_cid(b"some bytes")).await.is_err(),
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
 async fn large_payloads_are_offloaded_and_resolved_transparently() {
     let nats = NatsServer::start().unwrap();
     let c = client(&nats).await;

@@ -17,7 +17,30 @@ pub const INFERENCE_ID: &str = "cim-inference";
 
 const EMBED_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a question is not asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    /// Nothing to embed.
+    #[error("the question is empty")]
+    EmptyQuestion,
+    /// `--top 0` would show nothing whatever the lattice holds.
+    #[error("--top must be at least 1")]
+    NoneWanted,
+}
+
+/// Checks a question before anything is sent.
+pub fn check_question(question: &str, top: usize) -> Result<(), AskError> {
+    if question.trim().is_empty() {
+        return Err(AskError::EmptyQuestion);
+    }
+    if top == 0 {
+        return Err(AskError::NoneWanted);
+    }
+    Ok(())
+}
+
 /// The `top` documents most similar to `question`, with their cosine similarity, best first.
+/// An empty question or `top` 0 is refused before anything is sent ([`check_question`]).
 pub async fn nearest(
     nats: &async_nats::Client,
     lattice: &str,
@@ -25,6 +48,7 @@ pub async fn nearest(
     model: &str,
     top: usize,
 ) -> anyhow::Result<Vec<(String, f64)>> {
+    check_question(question, top)?;
     let prefix = format!("{lattice}.{INFERENCE_ID}");
     let client = wrpc_transport_nats::Client::new(nats.clone(), prefix.clone(), None)
         .await
@@ -74,6 +98,7 @@ pub async fn print_nearest(
     model: &str,
     top: usize,
 ) -> anyhow::Result<()> {
+    check_question(question, top)?;
     let nats = ctx.connect(crate::Role::Client).await?;
     let found = nearest(&nats, ctx.lattice(), question, model, top).await?;
     if found.is_empty() {
@@ -83,4 +108,21 @@ pub async fn print_nearest(
         println!("{score:.3}  {key}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_blank_question_is_refused() {
+        assert_eq!(check_question("", 5), Err(AskError::EmptyQuestion));
+        assert_eq!(check_question(" \t\n", 5), Err(AskError::EmptyQuestion));
+    }
+
+    #[test]
+    fn asking_for_no_documents_is_refused() {
+        assert_eq!(check_question("invoices?", 0), Err(AskError::NoneWanted));
+        assert_eq!(check_question("invoices?", 1), Ok(()));
+    }
 }

@@ -84,6 +84,68 @@ pub async fn call(
     })
 }
 
+/// The largest payload `--json @file` or `--json -` reads.
+pub const MAX_PAYLOAD_ARG: u64 = 8 * 1024 * 1024;
+
+/// Why a `--json` argument could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadArgError {
+    /// The file or stdin could not be read.
+    #[error("cannot read the payload from {from}: {source}")]
+    Read {
+        /// The file, or `stdin`.
+        from: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// More than [`MAX_PAYLOAD_ARG`] bytes.
+    #[error("the payload from {from} is larger than {MAX_PAYLOAD_ARG} bytes")]
+    TooLarge {
+        /// The file, or `stdin`.
+        from: String,
+    },
+    /// Not UTF-8 text.
+    #[error("the payload from {from} is not UTF-8 text")]
+    NotText {
+        /// The file, or `stdin`.
+        from: String,
+    },
+}
+
+/// The payload a `--json` argument names: `-` reads standard input, `@<file>` reads the file
+/// (a JSON text never starts with `@`), anything else is the JSON itself. Reads at most
+/// [`MAX_PAYLOAD_ARG`] bytes, so payloads beyond one argument's 128 KiB limit can be sent.
+pub fn payload_arg(arg: &str, stdin: impl std::io::Read) -> Result<String, PayloadArgError> {
+    use std::io::Read as _;
+    let (from, reader): (String, Box<dyn std::io::Read + '_>) = match arg {
+        "-" => ("stdin".into(), Box::new(stdin)),
+        _ => match arg.strip_prefix('@') {
+            Some(path) => (
+                path.to_string(),
+                Box::new(
+                    std::fs::File::open(path).map_err(|source| PayloadArgError::Read {
+                        from: path.to_string(),
+                        source,
+                    })?,
+                ),
+            ),
+            None => return Ok(arg.to_string()),
+        },
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_PAYLOAD_ARG + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| PayloadArgError::Read {
+            from: from.clone(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_PAYLOAD_ARG {
+        return Err(PayloadArgError::TooLarge { from });
+    }
+    String::from_utf8(bytes).map_err(|_| PayloadArgError::NotText { from })
+}
+
 /// `cim call`: sends the command and prints the resulting events, or the typed error.
 pub async fn call_and_print(
     ctx: &Cli,
@@ -93,9 +155,23 @@ pub async fn call_and_print(
     json: &str,
     expected_version: Option<u64>,
 ) -> anyhow::Result<()> {
+    // Kind and id are subject tokens: refuse bad ones before anything is sent.
+    cim_domain::EntityRef::new(kind, id)?;
+    cim_domain::Token::parse("command name", name)?;
+    let json = payload_arg(json, std::io::stdin().lock())?;
     let nats = ctx.connect(crate::Role::Client).await?;
-    let cmd = command_for(kind, id, name, json, expected_version);
-    match call(&nats, ctx.lattice(), &cmd).await? {
+    let cmd = command_for(kind, id, name, &json, expected_version);
+    // An absent component never answers: find that out from the hosts' inventories while
+    // the call runs, instead of waiting for the call's deadline.
+    let component = component_id(kind);
+    let answer = tokio::select! {
+        answer = call(&nats, ctx.lattice(), &cmd) => answer?,
+        Ok(false) = crate::status::runs(&nats, ctx.lattice(), &component) => anyhow::bail!(
+            "no entity component `{kind}` is deployed (no host of lattice {} runs {component})",
+            ctx.lattice()
+        ),
+    };
+    match answer {
         Ok(events) => {
             if events.is_empty() {
                 println!("accepted; no new events (already in that state)");
@@ -112,5 +188,42 @@ pub async fn call_and_print(
             Ok(())
         }
         Err(e) => anyhow::bail!("{kind}/{id} {name}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_argument_is_the_json_itself_unless_it_names_a_file_or_stdin() {
+        assert_eq!(
+            payload_arg(r#"{"tag":"x"}"#, &b""[..]).unwrap(),
+            r#"{"tag":"x"}"#
+        );
+        assert_eq!(payload_arg("-", &br#"{"a":1}"#[..]).unwrap(), r#"{"a":1}"#);
+        let file = std::env::temp_dir().join(format!("cim-payload-{}.json", std::process::id()));
+        let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(200 * 1024));
+        std::fs::write(&file, &big).unwrap();
+        let read = payload_arg(&format!("@{}", file.display()), &b""[..]).unwrap();
+        assert_eq!(read.len(), big.len(), "more than one argument's 128 KiB");
+        let _ = std::fs::remove_file(file);
+    }
+
+    #[test]
+    fn an_unreadable_oversized_or_binary_payload_is_refused() {
+        assert!(matches!(
+            payload_arg("@/nonexistent/cim.json", &b""[..]),
+            Err(PayloadArgError::Read { .. })
+        ));
+        let huge = vec![b' '; MAX_PAYLOAD_ARG as usize + 1];
+        assert!(matches!(
+            payload_arg("-", &huge[..]),
+            Err(PayloadArgError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            payload_arg("-", &[0xff, 0xfe][..]),
+            Err(PayloadArgError::NotText { .. })
+        ));
     }
 }

@@ -1,9 +1,10 @@
-//! `cim events`: an entity's stream with its CID chain verified.
+//! `cim events`: an entity's stream, every event with its own verdict on the CID chain.
 
 use anyhow::{bail, Context as _};
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use cim_domain::chain::ChainVerifier;
-use cim_domain::{EntityRef, RecordedEvent, Subject};
+use cim_domain::{ChainError, EntityRef, RecordedEvent, Subject};
+use cim_nats::store::StoredMessage;
 use cim_nats::EventStore;
 use futures::StreamExt;
 
@@ -34,18 +35,25 @@ pub async fn read_events(
     Ok(all)
 }
 
-fn print(e: &RecordedEvent) {
+/// One event with its verdict: ` ✓` when it verifies in its place, else ` ✗ <why>`.
+fn print(e: &RecordedEvent, verdict: Option<&ChainError>) {
     println!(
-        "v{:<3} {:<22} {}  caused by {}  {}",
+        "v{:<3} {:<22} {}  caused by {}  {}  {}",
         e.version,
         e.name,
         e.cid,
         e.meta.causation_id.as_deref().unwrap_or("-"),
-        String::from_utf8_lossy(&e.payload)
+        String::from_utf8_lossy(&e.payload),
+        match verdict {
+            None => "✓".to_string(),
+            Some(why) => format!("✗ {why}"),
+        }
     );
 }
 
-/// `cim events`: prints the entity's events, verifies the chain, and optionally follows it.
+/// `cim events`: prints every event of the entity with its own verdict (a tampered event does
+/// not hide the good ones), reports messages that are not events where they are, and fails
+/// when anything does not verify; optionally follows the stream.
 pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Result<()> {
     let entity = parse_entity(entity)?;
     let nats = ctx.connect(crate::Role::Reader).await?;
@@ -53,12 +61,40 @@ pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Resu
     // The stream position is taken before reading, so an event appended meanwhile is seen
     // by the follower (possibly twice: versions already printed are skipped).
     let start = store.head(&entity).await?.map_or(1, |h| h.sequence + 1);
-    let events = read_events(nats, &entity).await?;
-    events.iter().for_each(print);
+    let messages = store.read_messages(&entity).await?;
+    let events: Vec<&RecordedEvent> = messages
+        .iter()
+        .filter_map(|m| match m {
+            StoredMessage::Event(ev) => Some(ev.as_ref()),
+            StoredMessage::NotAnEvent { .. } => None,
+        })
+        .collect();
+    let mut verdicts = cim_domain::chain::verdicts(events.iter().copied()).into_iter();
+    let mut bad = 0;
+    for m in &messages {
+        match m {
+            StoredMessage::Event(ev) => {
+                let verdict = verdicts.next().flatten();
+                bad += usize::from(verdict.is_some());
+                print(ev, verdict.as_ref());
+            }
+            StoredMessage::NotAnEvent { sequence, error } => {
+                bad += 1;
+                println!("--   stream message {sequence} is not an event (skipped)  ✗ {error}");
+            }
+        }
+    }
+    if bad > 0 {
+        bail!(
+            "chain broken: {bad} of {} message(s) and event(s) of {entity} do not verify (marked ✗)",
+            messages.len()
+        );
+    }
     println!("chain verified: {} event(s) of {entity}", events.len());
     if !follow {
         return Ok(());
     }
+    let events: Vec<RecordedEvent> = events.into_iter().cloned().collect();
     let mut printed = events.last().map_or(0, |last| last.version);
     let mut verifier = match events.last() {
         Some(last) => ChainVerifier::after(entity.clone(), last.version, last.cid),
@@ -86,19 +122,30 @@ pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Resu
             bail!("the event stream closed")
         };
         let msg = msg?;
-        let events = store
+        let events = match store
             .decode_stored(
                 &subject,
                 &msg.headers.clone().unwrap_or_default(),
                 &msg.payload,
             )
-            .await?;
+            .await
+        {
+            Ok(events) => events,
+            Err(e) => {
+                let sequence = msg.info().map_or(0, |i| i.stream_sequence);
+                println!("--   stream message {sequence} is not an event (skipped)  ✗ {e}");
+                continue;
+            }
+        };
         for ev in events {
             if ev.version <= printed {
                 continue;
             }
-            verifier.push(&ev).context("chain verification failed")?;
-            print(&ev);
+            let verdict = verifier.push(&ev).err();
+            if verdict.is_some() {
+                verifier = ChainVerifier::after(entity.clone(), ev.version, ev.cid);
+            }
+            print(&ev, verdict.as_ref());
             printed = ev.version;
         }
     }

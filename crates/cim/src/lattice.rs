@@ -508,7 +508,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         && wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(5))
             .await
             .is_ok()
-        && running_ids(&ctl, &manifest_ids(&base)).await;
+        && running_ids(&client, &ctl, &manifest_ids(&base)).await;
     if unchanged {
         std::fs::write(
             dir.join("lattice.json"),
@@ -539,14 +539,14 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         "components and providers of the manifest",
         Duration::from_secs(180),
         Some(&host),
-        || running_ids(&ctl, &expected),
+        || running_ids(&client, &ctl, &expected),
     )
     .await?;
     wadm::wait_deployed(&client, &lattice, &app, Duration::from_secs(180)).await?;
     // "Deployed" means the host runs the components; an export is served once the host's
     // subscription has reached NATS. Measured: a first call right after could go unanswered.
     // Every entity component must answer a probe before `cim up` is done.
-    let entities = entity_components(&ctl).await?;
+    let entities = entity_components(&client, &ctl).await?;
     poll(
         "entity components answering over wRPC",
         Duration::from_secs(60),
@@ -658,10 +658,11 @@ fn manifest_ids(manifest: &str) -> Vec<String> {
 /// The ids of the running components whose Wasm exports `cim:ecs/entity` (read from the
 /// local artifacts their image references name).
 async fn entity_components(
+    nats: &async_nats::Client,
     ctl: &wasmcloud_control_interface::Client,
 ) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
-    for host in crate::status::hosts(ctl).await? {
+    for host in crate::status::hosts(nats, ctl).await? {
         for c in host.components {
             let Some(path) = c.image.strip_prefix("file://") else {
                 continue;
@@ -725,8 +726,12 @@ async fn probe_entities(nats: &async_nats::Client, lattice: &str, ids: &[String]
 }
 
 /// Whether every id in `expected` runs as a component or provider on some host.
-async fn running_ids(ctl: &wasmcloud_control_interface::Client, expected: &[String]) -> bool {
-    let Ok(hosts) = crate::status::hosts(ctl).await else {
+async fn running_ids(
+    nats: &async_nats::Client,
+    ctl: &wasmcloud_control_interface::Client,
+    expected: &[String],
+) -> bool {
+    let Ok(hosts) = crate::status::hosts(nats, ctl).await else {
         return false;
     };
     let running: std::collections::HashSet<String> = hosts

@@ -79,8 +79,9 @@ enum Command {
         /// Entity id.
         #[arg(long)]
         id: String,
-        /// Command payload (JSON).
-        #[arg(long, default_value = "{}")]
+        /// Command payload: the JSON itself, `@<file>` to read it from a file, or `-` to read
+        /// it from standard input (up to 8 MiB; one argument is limited to 128 KiB).
+        #[arg(long, default_value = "{}", allow_hyphen_values = true)]
         json: String,
         /// Only apply if the entity is at this version.
         #[arg(long)]

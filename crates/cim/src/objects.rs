@@ -65,6 +65,7 @@ pub async fn get_object(
 
 /// `cim object put FILE`: prints the CID.
 pub async fn put_file(ctx: &Cli, file: &Path, media_type: &str) -> anyhow::Result<()> {
+    cim_domain::check_media_type(media_type)?;
     let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let nats = ctx.connect(crate::Role::Client).await?;
     let cid = put_object(&nats, ctx.lattice(), data, media_type)

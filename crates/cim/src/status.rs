@@ -1,5 +1,8 @@
 //! `cim status`: hosts, components, providers, links and the application's wadm status.
 
+use std::time::Duration;
+
+use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{lattice::LatticeFile, wadm, Cli};
@@ -76,16 +79,74 @@ pub struct AppStatus {
     pub message: String,
 }
 
+/// How long to wait for the first host to answer a ping.
+const FIRST_HOST: Duration = Duration::from_secs(3);
+/// After an answer, how long to wait for another host before the list is complete.
+const MORE_HOSTS: Duration = Duration::from_millis(300);
+
+/// The hosts that answer a control-interface ping. The control client waits its whole auction
+/// timeout (5 s) for answers, however fast they come; here the list is complete once no
+/// further host answered for [`MORE_HOSTS`] after the last one (hosts answer pings from
+/// memory, within milliseconds), and empty when none answered within [`FIRST_HOST`].
+async fn ping_hosts(
+    nats: &async_nats::Client,
+    lattice: &str,
+) -> anyhow::Result<Vec<wasmcloud_control_interface::Host>> {
+    let inbox = nats.new_inbox();
+    let mut answers = nats.subscribe(inbox.clone()).await?;
+    nats.publish_with_reply(
+        format!("wasmbus.ctl.v1.{lattice}.host.ping"),
+        inbox,
+        bytes::Bytes::new(),
+    )
+    .await?;
+    let mut hosts = Vec::new();
+    let until = tokio::time::Instant::now() + FIRST_HOST;
+    loop {
+        let wait = if hosts.is_empty() {
+            until.saturating_duration_since(tokio::time::Instant::now())
+        } else {
+            MORE_HOSTS
+        };
+        let Ok(Some(msg)) =
+            tokio::time::timeout(wait, futures::StreamExt::next(&mut answers)).await
+        else {
+            break;
+        };
+        let answer: wasmcloud_control_interface::CtlResponse<wasmcloud_control_interface::Host> =
+            serde_json::from_slice(&msg.payload).context("a malformed host ping answer")?;
+        if let Some(host) = answer.into_data() {
+            hosts.push(host);
+        }
+    }
+    Ok(hosts)
+}
+
+/// Whether some host of the lattice runs the component or provider `id`. `Err` when no host
+/// answered (the lattice is unreachable or slow; nothing can be concluded).
+pub(crate) async fn runs(
+    nats: &async_nats::Client,
+    lattice: &str,
+    id: &str,
+) -> anyhow::Result<bool> {
+    let ctl = wasmcloud_control_interface::ClientBuilder::new(nats.clone())
+        .lattice(lattice)
+        .build();
+    let hosts = hosts(nats, &ctl).await?;
+    anyhow::ensure!(!hosts.is_empty(), "no host answered");
+    Ok(hosts
+        .iter()
+        .any(|h| h.components.iter().any(|c| c.id == id) || h.providers.iter().any(|p| p.id == id)))
+}
+
 /// Every host of the lattice with what runs on it (control interface).
 pub(crate) async fn hosts(
+    nats: &async_nats::Client,
     ctl: &wasmcloud_control_interface::Client,
 ) -> anyhow::Result<Vec<HostStatus>> {
-    let found = ctl
-        .get_hosts()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot list hosts: {e}"))?;
+    let found = ping_hosts(nats, ctl.lattice()).await?;
     let mut hosts = Vec::new();
-    for host in found.iter().filter_map(|h| h.data()) {
+    for host in &found {
         let inv = ctl
             .get_host_inventory(host.id())
             .await
@@ -129,7 +190,7 @@ pub async fn lattice_status(ctx: &Cli, nats: &async_nats::Client) -> anyhow::Res
     let ctl = wasmcloud_control_interface::ClientBuilder::new(nats.clone())
         .lattice(lattice)
         .build();
-    let hosts = hosts(&ctl).await?;
+    let hosts = hosts(nats, &ctl).await?;
     let found = ctl
         .get_links()
         .await

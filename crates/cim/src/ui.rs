@@ -30,10 +30,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use cim_domain::chain::ChainVerifier;
 use cim_domain::{EntityRef, RecordedEvent, Subject};
+use cim_nats::store::StoredMessage;
 use cim_nats::EventStore;
-use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use futures::{Stream, StreamExt as _};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -149,12 +149,15 @@ async fn status(State(ui): State<Arc<Ui>>) -> ApiResult<crate::status::LatticeSt
     ))
 }
 
-/// An entity and how many events it has.
+/// An entity and how many events it has, or why its stream cannot be read now (one bad
+/// entity is reported in place and hides no other).
 #[derive(Debug, Serialize)]
 struct EntitySummary {
     kind: String,
     id: String,
     events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 async fn entities(State(ui): State<Arc<Ui>>) -> ApiResult<Vec<EntitySummary>> {
@@ -178,22 +181,28 @@ async fn entities(State(ui): State<Arc<Ui>>) -> ApiResult<Vec<EntitySummary>> {
         .map(|entity| {
             let store = ui.store.clone();
             async move {
-                let head = store.head(&entity).await?;
-                anyhow::Ok(EntitySummary {
+                let head = store.head(&entity).await;
+                EntitySummary {
                     kind: entity.kind.to_string(),
                     id: entity.id.to_string(),
-                    events: head.map_or(0, |h| h.event.version),
-                })
+                    events: head
+                        .as_ref()
+                        .ok()
+                        .and_then(Option::as_ref)
+                        .map_or(0, |h| h.event.version),
+                    error: head.err().map(|e| e.to_string()),
+                }
             }
         })
         .buffer_unordered(16)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
     out.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
     Ok(Json(out))
 }
 
-/// One event as the page shows it, with the verdict on its place in the chain.
+/// One event as the page shows it, with the verdict on its place in the chain; or a message
+/// of the entity's subject that is not an event, with why.
 #[derive(Debug, Serialize)]
 struct EventView {
     version: u64,
@@ -206,20 +215,27 @@ struct EventView {
     payload: Value,
     /// `None` when the event verifies (content hashes to its CID, links to the one before).
     chain_error: Option<String>,
+    /// The stream sequence of a message that is not an event (then only `chain_error` says
+    /// more; the other fields are empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_an_event: Option<u64>,
 }
 
-/// Verifies `events` one by one: after a break, verification continues from the event as
-/// stored, so one bad event is reported once and the rest is still checked.
-fn verified(entity: &EntityRef, events: &[RecordedEvent]) -> Vec<EventView> {
-    let mut verifier = ChainVerifier::new();
-    events
+/// Every message of the entity's subject with its own verdict ([`cim_domain::chain::verdicts`]
+/// for the events; messages that are not events are reported where they are and skipped).
+fn verified(messages: &[StoredMessage]) -> Vec<EventView> {
+    let events: Vec<&RecordedEvent> = messages
         .iter()
-        .map(|ev| {
-            let chain_error = verifier.push(ev).err().map(|e| {
-                verifier = ChainVerifier::after(entity.clone(), ev.version, ev.cid);
-                e.to_string()
-            });
-            EventView {
+        .filter_map(|m| match m {
+            StoredMessage::Event(ev) => Some(ev.as_ref()),
+            StoredMessage::NotAnEvent { .. } => None,
+        })
+        .collect();
+    let mut verdicts = cim_domain::chain::verdicts(events.iter().copied()).into_iter();
+    messages
+        .iter()
+        .map(|m| match m {
+            StoredMessage::Event(ev) => EventView {
                 version: ev.version,
                 name: ev.name.to_string(),
                 cid: ev.cid.to_string(),
@@ -230,8 +246,23 @@ fn verified(entity: &EntityRef, events: &[RecordedEvent]) -> Vec<EventView> {
                 payload: serde_json::from_slice(&ev.payload).unwrap_or_else(|_| {
                     Value::String(String::from_utf8_lossy(&ev.payload).into_owned())
                 }),
-                chain_error,
-            }
+                chain_error: verdicts.next().flatten().map(|e| e.to_string()),
+                not_an_event: None,
+            },
+            StoredMessage::NotAnEvent { sequence, error } => EventView {
+                version: 0,
+                name: String::new(),
+                cid: String::new(),
+                previous: None,
+                correlation: String::new(),
+                causation: None,
+                occurred_at_ms: 0,
+                payload: Value::Null,
+                chain_error: Some(format!(
+                    "stream message {sequence} is not an event (skipped): {error}"
+                )),
+                not_an_event: Some(*sequence),
+            },
         })
         .collect()
 }
@@ -242,19 +273,12 @@ async fn events(
 ) -> ApiResult<Value> {
     let entity =
         EntityRef::new(&kind, &id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let mut all: Vec<RecordedEvent> = Vec::new();
-    loop {
-        let page = ui
-            .store
-            .read(&entity, all.len() as u64 + 1, 4096)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read {entity}: {e}"))?;
-        if page.is_empty() {
-            break;
-        }
-        all.extend(page);
-    }
-    let events = verified(&entity, &all);
+    let messages = ui
+        .store
+        .read_messages(&entity)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read {entity}: {e}"))?;
+    let events = verified(&messages);
     let broken = events.iter().filter(|e| e.chain_error.is_some()).count();
     Ok(Json(json!({
         "entity": entity.to_string(),
@@ -385,16 +409,23 @@ mod tests {
         }
     }
 
+    fn messages(events: Vec<RecordedEvent>) -> Vec<StoredMessage> {
+        events
+            .into_iter()
+            .map(|ev| StoredMessage::Event(Box::new(ev)))
+            .collect()
+    }
+
     #[test]
     fn a_tampered_event_is_reported_once_and_the_rest_still_verified() {
         let entity = EntityRef::new("thing", "t-1").unwrap();
-        let good = verified(&entity, &chain(&entity, 4));
+        let good = verified(&messages(chain(&entity, 4)));
         assert!(good.iter().all(|e| e.chain_error.is_none()));
         assert_eq!(good[2].payload, json!({"n": 2}));
 
         let mut events = chain(&entity, 4);
         events[1].payload = b"{\"n\":99}".to_vec();
-        let bad = verified(&entity, &events);
+        let bad = verified(&messages(events));
         let errors: Vec<_> = bad.iter().map(|e| e.chain_error.is_some()).collect();
         assert_eq!(errors, [false, true, false, false]);
         assert!(bad[1]
@@ -402,5 +433,28 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains("does not match"));
+    }
+
+    #[test]
+    fn a_message_that_is_not_an_event_is_reported_in_place_and_the_events_around_it_verify() {
+        let entity = EntityRef::new("thing", "t-2").unwrap();
+        let mut all = messages(chain(&entity, 3));
+        all.insert(
+            2,
+            StoredMessage::NotAnEvent {
+                sequence: 7,
+                error: "malformed event message on cim.evt.thing.t-2: missing header".into(),
+            },
+        );
+        let shown = verified(&all);
+        let errors: Vec<_> = shown.iter().map(|e| e.chain_error.is_some()).collect();
+        assert_eq!(errors, [false, false, true, false]);
+        assert_eq!(shown[2].not_an_event, Some(7));
+        assert!(shown[2]
+            .chain_error
+            .as_ref()
+            .unwrap()
+            .contains("not an event"));
+        assert_eq!(shown[3].version, 3);
     }
 }

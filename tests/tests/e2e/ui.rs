@@ -301,6 +301,31 @@ async fn a_foreign_host_header_is_refused(addr: SocketAddr) {
     }
 }
 
+/// The entity with a message that is not an event (written by the scenario before): the list
+/// still answers and counts its events; its stream shows the bad message where it is.
+async fn a_bad_message_is_shown_in_place(addr: SocketAddr) {
+    let host = addr.to_string();
+    let list = get(addr, &host, "/api/entities").await;
+    assert!(list.starts_with("HTTP/1.1 200"), "{list}");
+    let body = list.split("\r\n\r\n").nth(1).expect("a body");
+    let entities: Vec<serde_json::Value> = serde_json::from_str(body).expect("JSON entities");
+    let quarantined = entities
+        .iter()
+        .find(|e| e["id"] == "quarantine")
+        .expect("the entity with the bad message is listed");
+    assert_eq!(quarantined["events"], 3);
+    let stream = get(addr, &host, "/api/events/document/quarantine").await;
+    let body = stream.split("\r\n\r\n").nth(1).expect("a body");
+    let view: serde_json::Value = serde_json::from_str(body).expect("JSON events");
+    assert_eq!(view["chain"], "broken");
+    let entries = view["events"].as_array().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert!(entries[2]["not_an_event"].is_u64(), "{view}");
+    for i in [0, 1, 3] {
+        assert!(entries[i]["chain_error"].is_null(), "{view}");
+    }
+}
+
 /// `cim ui` against the running lattice.
 pub async fn the_browser_view_shows_the_machine(lattice: &TestLattice) {
     let (addr, server) = cim::ui::bind(&lattice.cli, SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -308,6 +333,7 @@ pub async fn the_browser_view_shows_the_machine(lattice: &TestLattice) {
         .expect("cim ui binds");
     let server = tokio::spawn(server);
     a_foreign_host_header_is_refused(addr).await;
+    a_bad_message_is_shown_in_place(addr).await;
     live_feed_pushes_events(lattice, addr).await;
     the_page_renders_the_lattice(lattice, addr).await;
     server.abort();
