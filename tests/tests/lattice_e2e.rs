@@ -16,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 mod agent;
 #[path = "e2e/pipeline.rs"]
 mod pipeline;
+#[path = "e2e/readme.rs"]
+mod readme;
 #[path = "e2e/ui.rs"]
 mod ui;
 
@@ -215,6 +217,80 @@ async fn scenario() {
     }
     assert!(stored(&nats, "document", "doc-3").await.is_empty());
     assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
+
+    // `cim call` as users run it: a duplicate key, a kind that is no subject token, a kind
+    // no component serves (answered from the hosts' inventories, not after the call's 30 s),
+    // each refused with its reason; a payload read from a file (`--json @file`).
+    let cim_call = |args: Vec<String>| {
+        let lattice = &lattice;
+        async move {
+            let out = lattice
+                .cim_command()
+                .unwrap()
+                .arg("call")
+                .args(&args)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (call_args, reason) in [
+        (
+            args(&[
+                "document",
+                "Tag",
+                "--id",
+                "doc-2",
+                "--json",
+                r#"{"tag":"a","tag":"b"}"#,
+            ]),
+            "duplicate key",
+        ),
+        (args(&["docu ment", "Tag", "--id", "x"]), "kind"),
+        (args(&[">", "Tag", "--id", "x"]), "kind"),
+        (
+            args(&["nosuch", "Tag", "--id", "x"]),
+            "no entity component `nosuch` is deployed",
+        ),
+    ] {
+        let (ok, _, stderr) = cim_call(call_args.clone()).await;
+        assert!(!ok, "{call_args:?} succeeded");
+        assert!(stderr.contains(reason), "{call_args:?}: {stderr}");
+    }
+    assert_eq!(stored(&nats, "document", "doc-2").await.len(), 1);
+    send(
+        &nats,
+        &l,
+        "document",
+        "from-file",
+        "Create",
+        &create_doc(),
+        None,
+    )
+    .await
+    .unwrap();
+    let payload = lattice.cli.state_dir().join("big-text.json");
+    std::fs::write(
+        &payload,
+        format!(r#"{{"text":"{}"}}"#, "from a file ".repeat(5000)),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = cim_call(vec![
+        "document".into(),
+        "AttachText".into(),
+        "--id".into(),
+        "from-file".into(),
+        "--json".into(),
+        format!("@{}", payload.display()),
+    ])
+    .await;
+    assert!(ok && stdout.contains("TextAttached"), "{stdout}{stderr}");
 
     // --- Issue 13, items 6 and 7: one message that is not an event (published here by the
     // admin, the only other role that may) hides nothing: the entity still takes commands,
@@ -502,6 +578,10 @@ async fn scenario() {
     assert_eq!(tags.len(), WRITERS * EACH, "no write duplicated");
     eprintln!(
         "concurrent writers: {conflicts} conflicts and {unanswered} unanswered calls retried"
+    );
+    assert_eq!(
+        conflicts, 0,
+        "without an expected version the entity decides again instead of answering conflict"
     );
 
     // --- Killing the event-store provider mid-load loses no acknowledged event; the lattice recovers.
@@ -900,4 +980,9 @@ async fn scenario() {
     // --- The browser view of what happened, in real headless Chromium.
     eprintln!("e2e: cim ui in headless Chromium");
     ui::the_browser_view_shows_the_machine(&lattice).await;
+
+    // --- The README's commands, as a user runs them after `scripts/run`; the last stops
+    // the lattice.
+    eprintln!("e2e: every README command works as printed");
+    readme::every_readme_command_works_as_printed(&lattice).await;
 }

@@ -119,7 +119,34 @@ pub fn handle_command<A: Aggregate>(
     }
     let command: A::Command = EventCodec::decode(&req.name, &req.payload).map_err(invalid)?;
 
-    let (state, version) = rehydrate::<A>(log, &entity)?;
+    // A caller who named no expected version asked for no version check: when another
+    // command appended meanwhile, read again and decide again (the rules see the newer
+    // state), a bounded number of times. Only an explicit expected version yields `conflict`.
+    let mut attempt = 1;
+    loop {
+        match decide_and_append::<A>(log, &entity, &req, &command) {
+            Err(EcsError::Conflict { .. })
+                if req.expected_version.is_none() && attempt < MAX_DECISIONS =>
+            {
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// How many times a command without an expected version is decided before a conflict is
+/// given up on (each time, another command got its events in first).
+pub const MAX_DECISIONS: u32 = 16;
+
+/// One decision: rehydrate, check the expected version, decide, append at the version read.
+fn decide_and_append<A: Aggregate>(
+    log: &mut impl EventLog,
+    entity: &EntityRef,
+    req: &CommandRequest,
+    command: &A::Command,
+) -> Result<Vec<RecordedEvent>, EcsError> {
+    let (state, version) = rehydrate::<A>(log, entity)?;
     if let Some(expected) = req.expected_version {
         if expected != version {
             return Err(EcsError::Conflict {
@@ -129,7 +156,7 @@ pub fn handle_command<A: Aggregate>(
         }
     }
     let decided = state
-        .decide(&command)
+        .decide(command)
         .map_err(|e| EcsError::Rejected(e.to_string()))?;
     if decided.is_empty() {
         return Ok(Vec::new());
@@ -161,7 +188,7 @@ pub fn handle_command<A: Aggregate>(
             })
         })
         .collect::<Result<Vec<_>, EcsError>>()?;
-    log.append(&entity, version, new_events)
+    log.append(entity, version, new_events)
 }
 
 #[cfg(test)]
@@ -250,6 +277,76 @@ mod tests {
         let second = handle_command::<Counter>(&mut log, reaction).unwrap();
         assert_eq!(second[0].meta.causation_id, Some(first[0].cid.to_string()));
         assert_eq!(second[0].meta.id, "system-7-1");
+    }
+
+    /// A log where another writer appends `interleaved` events right before each of our
+    /// first appends, as concurrent commands on one entity do.
+    struct Contended {
+        log: MemoryLog,
+        interleaved: u32,
+    }
+
+    impl EventLog for Contended {
+        fn read(
+            &mut self,
+            entity: &EntityRef,
+            from: u64,
+            max: u32,
+        ) -> Result<Vec<RecordedEvent>, EcsError> {
+            self.log.read(entity, from, max)
+        }
+
+        fn append(
+            &mut self,
+            entity: &EntityRef,
+            expected_version: u64,
+            events: Vec<NewEvent>,
+        ) -> Result<Vec<RecordedEvent>, EcsError> {
+            if self.interleaved > 0 {
+                self.interleaved -= 1;
+                let other = req("a", "Add", r#"{"by":100}"#, None);
+                handle_command::<Counter>(&mut self.log, other)?;
+            }
+            self.log.append(entity, expected_version, events)
+        }
+    }
+
+    #[test]
+    fn without_an_expected_version_a_concurrent_append_means_deciding_again_not_a_conflict() {
+        let mut log = Contended {
+            log: MemoryLog::new(),
+            interleaved: 3,
+        };
+        let added = handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":1}"#, None))
+            .expect("decided again on the newer state");
+        assert_eq!(added[0].version, 4, "after the three interleaved appends");
+        let (state, _) = rehydrate::<Counter>(&mut log.log, &entity("a")).unwrap();
+        assert_eq!(state.0, 301);
+    }
+
+    #[test]
+    fn deciding_again_sees_the_newer_state_and_may_refuse() {
+        let mut log = Contended {
+            log: MemoryLog::new(),
+            interleaved: 10,
+        };
+        // 10 × 100 interleaved: at 1000 the limit refuses the Add it would have accepted.
+        let refused = handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":1}"#, None));
+        assert!(matches!(refused, Err(EcsError::Rejected(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn an_explicit_expected_version_still_conflicts() {
+        let mut log = Contended {
+            log: MemoryLog::new(),
+            interleaved: 1,
+        };
+        let err = handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":1}"#, Some(0)))
+            .unwrap_err();
+        assert!(
+            matches!(err, EcsError::Conflict { expected: 0, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

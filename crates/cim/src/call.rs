@@ -164,12 +164,22 @@ pub async fn call_and_print(
     // An absent component never answers: find that out from the hosts' inventories while
     // the call runs, instead of waiting for the call's deadline.
     let component = component_id(kind);
-    let answer = tokio::select! {
-        answer = call(&nats, ctx.lattice(), &cmd) => answer?,
-        Ok(false) = crate::status::runs(&nats, ctx.lattice(), &component) => anyhow::bail!(
+    let absent = || {
+        anyhow::anyhow!(
             "no entity component `{kind}` is deployed (no host of lattice {} runs {component})",
             ctx.lattice()
-        ),
+        )
+    };
+    let answer = tokio::select! {
+        answer = call(&nats, ctx.lattice(), &cmd) => match answer {
+            Ok(answer) => answer,
+            // NATS reports no responders at once: say why, when that is the reason.
+            Err(e) => match crate::status::runs(&nats, ctx.lattice(), &component).await {
+                Ok(false) => return Err(absent()),
+                _ => return Err(e),
+            },
+        },
+        Ok(false) = crate::status::runs(&nats, ctx.lattice(), &component) => return Err(absent()),
     };
     match answer {
         Ok(events) => {

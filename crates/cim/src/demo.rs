@@ -260,6 +260,20 @@ pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
         count(&nats, &lattice, "MATCH (n) RETURN count(n) AS n").await?,
         count(&nats, &lattice, "MATCH ()-[r]->() RETURN count(r) AS n").await?
     );
+    // A repository of one's own to submit (the README's `cim pipeline submit .cim/repos/hello`):
+    // made once, never submitted by the demo.
+    let hello = crate::lattice::repos_dir(ctx.state_dir()).join("hello");
+    if !hello.join(".git").exists() {
+        std::fs::create_dir_all(&hello)?;
+        std::fs::write(hello.join("flake.nix"), HELLO_FLAKE)?;
+        git(&hello, &["init", "-q", "-b", "main"])?;
+        git(&hello, &["add", "flake.nix"])?;
+        git(&hello, &["commit", "-q", "-m", "hello: first version"])?;
+    }
+    println!(
+        "a repository to submit yourself: `cim pipeline submit {}`",
+        hello.display()
+    );
     println!("the lattice keeps running: `cim status`, `cim events <kind>/<id>`, `cim down`");
     println!("see it in a browser: `cim ui`, then open http://127.0.0.1:8480/");
     Ok(())

@@ -119,9 +119,16 @@ pub fn default_id(commit: &Commit) -> String {
     format!("{name}-{}", &commit.hash[..12.min(commit.hash.len())])
 }
 
+/// How long the driver waits for one command's answer before it looks whether the command
+/// took effect and, if not, sends it again.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+/// How many times the driver sends one command.
+const SENDS: u32 = 4;
+
 /// Sends commands to one package, each caused by the previous event, in one conversation.
 struct Driver<'a> {
     nats: &'a async_nats::Client,
+    store: &'a EventStore,
     lattice: &'a str,
     package: EntityRef,
     conversation: Option<String>,
@@ -129,6 +136,10 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Sends `command` at the package's current version, and survives a lost answer: after
+    /// [`ANSWER_DEADLINE`] without one, the events it caused are looked up in the stream (an
+    /// event's id is `<command id>-<n>`), and only a command that did not land is sent again
+    /// (with the same expected version, so it can never apply twice).
     async fn send(&mut self, command: &PackageCommand) -> anyhow::Result<Vec<RecordedEvent>> {
         let (name, payload) = EventCodec::encode(command)?;
         let json = String::from_utf8(payload)?;
@@ -145,9 +156,36 @@ impl Driver<'_> {
         } else {
             self.conversation = Some(cmd.meta.correlation_id.clone());
         }
-        let events = call(self.nats, self.lattice, &cmd)
-            .await?
-            .map_err(|e| anyhow::anyhow!("{} {name}: {e}", self.package))?;
+        let mut sends = 0;
+        let events = loop {
+            sends += 1;
+            // The pipeline system appends too: send at the version the package is at now.
+            let version = self
+                .store
+                .head(&self.package)
+                .await?
+                .map_or(0, |h| h.event.version);
+            cmd.expected_version = Some(version);
+            match tokio::time::timeout(ANSWER_DEADLINE, call(self.nats, self.lattice, &cmd)).await {
+                Ok(Ok(Ok(events))) => break events,
+                Ok(Ok(Err(cim_domain::EcsError::Conflict { .. }))) if sends < SENDS => {
+                    let landed = self.caused_by(&cmd.meta.id, version).await?;
+                    if !landed.is_empty() {
+                        break landed;
+                    }
+                }
+                Ok(Ok(Err(e))) => bail!("{} {name}: {e}", self.package),
+                Ok(Err(_)) | Err(_) if sends < SENDS => {
+                    let landed = self.caused_by(&cmd.meta.id, version).await?;
+                    if !landed.is_empty() {
+                        break landed;
+                    }
+                    eprintln!("  {name}: no answer in {ANSWER_DEADLINE:?}; it did not land, sending it again");
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => bail!("{} {name}: no answer after {SENDS} sends", self.package),
+            }
+        };
         for e in &events {
             print_event(e);
         }
@@ -155,6 +193,24 @@ impl Driver<'_> {
             self.last = Some(last.cid.to_string());
         }
         Ok(events)
+    }
+}
+
+impl Driver<'_> {
+    /// The events after `version` that the command `command_id` caused.
+    async fn caused_by(
+        &self,
+        command_id: &str,
+        version: u64,
+    ) -> anyhow::Result<Vec<RecordedEvent>> {
+        let prefix = format!("{command_id}-");
+        Ok(self
+            .store
+            .read(&self.package, version + 1, 64)
+            .await?
+            .into_iter()
+            .filter(|e| e.meta.id.starts_with(&prefix))
+            .collect())
     }
 }
 
@@ -247,6 +303,7 @@ pub async fn submit(ctx: &Cli, s: &Submission) -> anyhow::Result<()> {
     let store = EventStore::attach(nats.clone()).await?;
     let mut driver = Driver {
         nats: &nats,
+        store: &store,
         lattice: ctx.lattice(),
         package: package.clone(),
         conversation: None,
