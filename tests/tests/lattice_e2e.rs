@@ -38,10 +38,15 @@ async fn send(
     json: &str,
     expected: Option<u64>,
 ) -> Result<Vec<String>, EcsError> {
-    call(nats, lattice, &command_for(kind, id, name, json, expected))
-        .await
-        .unwrap_or_else(|e| panic!("{kind}/{id} {name}: transport failure: {e:#}"))
-        .map(|evs| evs.into_iter().map(|e| e.name.to_string()).collect())
+    Box::pin(cim::call_answered(
+        nats,
+        lattice,
+        &command_for(kind, id, name, json, expected),
+        3,
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{kind}/{id} {name}: transport failure: {e:#}"))
+    .map(|evs| evs.into_iter().map(|e| e.name.to_string()).collect())
 }
 
 async fn stored(nats: &async_nats::Client, kind: &str, id: &str) -> Vec<cim_domain::RecordedEvent> {
@@ -77,7 +82,8 @@ async fn next_line(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStd
 async fn the_cim_runs_on_a_real_lattice() {
     // A hang (an await without a deadline meeting a lost wRPC reply) fails the run with a
     // message instead of holding CI until it is killed; a normal run takes 2–4 minutes.
-    tokio::time::timeout(Duration::from_secs(20 * 60), scenario())
+    // Boxed: the scenario's future is large, and the test thread's stack is not.
+    tokio::time::timeout(Duration::from_secs(20 * 60), Box::pin(scenario()))
         .await
         .expect("the end-to-end scenario finished within 20 minutes");
 }

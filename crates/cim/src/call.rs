@@ -84,6 +84,58 @@ pub async fn call(
     })
 }
 
+/// Calls the entity like [`call`], and gets its answer once even when wrpc-transport-nats
+/// 0.29 drops the reply (docs/operations.md, "Lost invocations"): after a call without an
+/// answer, the entity's stream is searched for the events the command caused (an event's id
+/// is `<command id>-<n>`); found, they are the answer; not found, the same command is sent
+/// again (at most `sends` times). A command that is refused is refused again and stores
+/// nothing; one without an expected version that lands only after the lookup may be decided
+/// twice, so use it for commands whose repetition is harmless (creates, tags) or give an
+/// expected version. The outer error: no answer after every send.
+pub async fn call_answered(
+    nats: &async_nats::Client,
+    lattice: &str,
+    cmd: &Command,
+    sends: u32,
+) -> anyhow::Result<Result<Vec<RecordedEvent>, EcsError>> {
+    let entity = cim_domain::EntityRef::new(&cmd.entity.kind, &cmd.entity.id);
+    let prefix = format!("{}-", cmd.meta.id);
+    let mut last = None;
+    for send in 1..=sends.max(1) {
+        match call(nats, lattice, cmd).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) => {
+                tracing::warn!(
+                    "{}/{} {}: send {send} unanswered: {e:#}",
+                    cmd.entity.kind,
+                    cmd.entity.id,
+                    cmd.name
+                );
+                last = Some(e);
+                // An invalid id was never stored: only a real entity can hold the events.
+                let Ok(entity) = &entity else { continue };
+                let store = cim_nats::EventStore::attach(nats.clone()).await?;
+                let mut landed = Vec::new();
+                let mut from = 1;
+                loop {
+                    let page = store.read(entity, from, 1024).await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    from += page.len() as u64;
+                    landed.extend(page.into_iter().filter(|e| e.meta.id.starts_with(&prefix)));
+                }
+                if !landed.is_empty() {
+                    return Ok(Ok(landed));
+                }
+            }
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| anyhow::anyhow!("no send"))
+        .context(format!("no answer after {sends} sends")))
+}
+
 /// The largest payload `--json @file` or `--json -` reads.
 pub const MAX_PAYLOAD_ARG: u64 = 8 * 1024 * 1024;
 

@@ -17,7 +17,7 @@ use cim_domain::{EntityRef, EventCodec, RecordedEvent};
 use cim_model::document::DocumentEvent;
 use cim_model::package::PackageEvent;
 
-use crate::call::{call, command_for};
+use crate::call::{call_answered, command_for};
 use crate::events::read_events;
 use crate::graph::{graph_query, show};
 use crate::pipeline::{submit, Submission};
@@ -48,10 +48,11 @@ async fn send(
     name: &str,
     json: &str,
 ) -> anyhow::Result<()> {
-    call(
+    call_answered(
         nats,
         lattice,
         &command_for("document", id, name, json, None),
+        3,
     )
     .await?
     .map_err(|e| anyhow::anyhow!("document/{id} {name}: {e}"))?;
@@ -166,7 +167,7 @@ pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
         println!("{entity} → {outcome}");
         classifications.push(format!("{entity} → {outcome}"));
     }
-    let refused = call(
+    let refused = call_answered(
         &nats,
         &lattice,
         &command_for(
@@ -176,6 +177,7 @@ pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
             r#"{"text":"again"}"#,
             None,
         ),
+        3,
     )
     .await?;
     if let Err(e) = refused {

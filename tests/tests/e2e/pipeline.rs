@@ -272,9 +272,8 @@ pub async fn a_forged_build_success_is_dead_lettered_and_the_pipeline_moves_on(
     ));
     for (name, json) in &steps {
         let command = cim::command_for("package", "forged", name, json, None);
-        tokio::time::timeout(Duration::from_secs(30), cim::call(&nats, &l, &command))
+        cim::call_answered(&nats, &l, &command, 3)
             .await
-            .unwrap_or_else(|_| panic!("{name}: no answer in 30 s"))
             .unwrap_or_else(|e| panic!("{name}: {e:#}"))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
