@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, kv, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use cid::Cid;
@@ -358,6 +358,9 @@ pub async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), Ecs
     }
 }
 
+/// How many messages one batched direct get asks for.
+const DIRECT_BATCH: usize = 256;
+
 /// One message of an entity's subject, as [`EventStore::read_messages`] decodes it.
 #[derive(Debug, Clone)]
 pub enum StoredMessage {
@@ -595,50 +598,34 @@ impl EventStore {
             }
             Err(e) => return Err(unavailable("reading the entity's last event", e)),
         };
-        let consumer = self
-            .stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subject.clone(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable("opening a reader", e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable("reading events", e))?;
-        let no_headers = HeaderMap::new();
         let mut out = Vec::new();
-        loop {
-            let next = tokio::time::timeout(ACK_TIMEOUT, messages.next())
-                .await
-                .map_err(|_| EcsError::Unavailable("reading events timed out".into()))?;
-            let Some(msg) = next else { break };
-            let msg = msg.map_err(|e| unavailable("reading events", e))?;
-            let sequence = msg
-                .info()
-                .map_err(|e| unavailable("reading events", e))?
-                .stream_sequence;
-            let headers = msg.headers.as_ref().unwrap_or(&no_headers);
-            match decode_message(entity, headers, &msg.payload) {
-                Ok(stored) => match self.resolve(stored).await {
-                    Ok(events) => out.extend(
-                        events
-                            .into_iter()
-                            .map(|ev| StoredMessage::Event(Box::new(ev))),
-                    ),
+        let mut next = 1;
+        'pages: loop {
+            let (page, more) = self.direct_batch(&subject, next, DIRECT_BATCH).await?;
+            for (sequence, headers, payload) in page {
+                next = sequence + 1;
+                match decode_message(entity, &headers, &payload) {
+                    Ok(stored) => match self.resolve(stored).await {
+                        Ok(events) => out.extend(
+                            events
+                                .into_iter()
+                                .map(|ev| StoredMessage::Event(Box::new(ev))),
+                        ),
+                        Err(e) => out.push(StoredMessage::NotAnEvent {
+                            sequence,
+                            error: e.to_string(),
+                        }),
+                    },
                     Err(e) => out.push(StoredMessage::NotAnEvent {
                         sequence,
                         error: e.to_string(),
                     }),
-                },
-                Err(e) => out.push(StoredMessage::NotAnEvent {
-                    sequence,
-                    error: e.to_string(),
-                }),
+                }
+                if sequence >= last {
+                    break 'pages;
+                }
             }
-            if sequence >= last {
+            if !more {
                 break;
             }
         }
@@ -910,64 +897,117 @@ impl EventStore {
             return Ok(Vec::new());
         }
         let subject = Subject::event(entity).to_string();
-        let start_sequence = self.start_sequence(&subject, head.sequence, from).await?;
-        let consumer = self
-            .stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subject.clone(),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable("opening a reader", e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable("reading events", e))?;
+        let mut next = self.start_sequence(&subject, head.sequence, from).await?;
         let mut verifier = if from == 1 {
             ChainVerifier::new()
         } else {
             ChainVerifier::partial()
         };
         let mut out = Vec::new();
-        let no_headers = HeaderMap::new();
-        loop {
-            let next = tokio::time::timeout(ACK_TIMEOUT, messages.next())
-                .await
-                .map_err(|_| EcsError::Unavailable("reading events timed out".into()))?;
-            let Some(msg) = next else { break };
-            let msg = msg.map_err(|e| unavailable("reading events", e))?;
-            let headers = msg.headers.as_ref().unwrap_or(&no_headers);
-            let stored = match decode_message(entity, headers, &msg.payload) {
-                Ok(stored) => stored,
-                // Not an event (no event store wrote it): it holds no fact, so it is skipped,
-                // and the chain verification of the events around it is unaffected.
-                Err(e) if is_malformed(&e) => {
-                    let sequence = msg.info().map_or(0, |i| i.stream_sequence);
-                    warn!(%entity, sequence, error = %e, "skipping a message that is not an event");
-                    if sequence >= head.sequence {
-                        break;
+        'pages: loop {
+            let (page, more) = self.direct_batch(&subject, next, DIRECT_BATCH).await?;
+            for (sequence, headers, payload) in page {
+                next = sequence + 1;
+                let stored = match decode_message(entity, &headers, &payload) {
+                    Ok(stored) => stored,
+                    // Not an event (no event store wrote it): it holds no fact, so it is
+                    // skipped, and the chain verification of the events around it is
+                    // unaffected.
+                    Err(e) if is_malformed(&e) => {
+                        warn!(%entity, sequence, error = %e, "skipping a message that is not an event");
+                        if sequence >= head.sequence {
+                            break 'pages;
+                        }
+                        continue;
                     }
-                    continue;
+                    Err(e) => return Err(e),
+                };
+                let mut last_version = 0;
+                for ev in self.resolve(stored).await? {
+                    last_version = ev.version;
+                    if ev.version >= from && out.len() < max as usize {
+                        verifier.push(&ev).map_err(|e| {
+                            EcsError::Unavailable(format!(
+                                "event chain of {entity} is corrupt: {e}"
+                            ))
+                        })?;
+                        out.push(ev);
+                    }
                 }
-                Err(e) => return Err(e),
-            };
-            let mut last_version = 0;
-            for ev in self.resolve(stored).await? {
-                last_version = ev.version;
-                if ev.version >= from && out.len() < max as usize {
-                    verifier.push(&ev).map_err(|e| {
-                        EcsError::Unavailable(format!("event chain of {entity} is corrupt: {e}"))
-                    })?;
-                    out.push(ev);
+                // The head was read first: once its version is reached, the page is complete.
+                if out.len() >= max as usize || last_version >= head.event.version {
+                    break 'pages;
                 }
             }
-            // The head was read first: once its version is reached, the page is complete.
-            if out.len() >= max as usize || last_version >= head.event.version {
+            if !more {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// Up to `batch` messages on `subject` from stream sequence `from` on, with their
+    /// sequences, by one batched direct get (nats-server 2.11 and later, ADR-31 of the NATS
+    /// architecture): a read creates no consumer, so nothing is left behind on the server.
+    /// The flag says whether more messages on the subject follow the batch.
+    async fn direct_batch(
+        &self,
+        subject: &str,
+        from: u64,
+        batch: usize,
+    ) -> Result<(Vec<(u64, HeaderMap, Bytes)>, bool), EcsError> {
+        let inbox = self.client.new_inbox();
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| unavailable("reading events", e))?;
+        let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": batch });
+        self.client
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{EVENTS_STREAM}"),
+                inbox,
+                request.to_string().into(),
+            )
+            .await
+            .map_err(|e| unavailable("reading events", e))?;
+        let mut out = Vec::new();
+        loop {
+            let msg = tokio::time::timeout(ACK_TIMEOUT, replies.next())
+                .await
+                .map_err(|_| EcsError::Unavailable("reading events timed out".into()))?
+                .ok_or_else(|| EcsError::Unavailable("the event stream closed".into()))?;
+            let headers = msg.headers.unwrap_or_default();
+            match msg.status.map(|s| s.as_u16()) {
+                None | Some(200) => {
+                    let sequence = headers
+                        .get(async_nats::header::NATS_SEQUENCE)
+                        .and_then(|v| v.as_str().parse().ok())
+                        .ok_or_else(|| {
+                            EcsError::Unavailable(format!(
+                                "a direct get on {subject} answered without a sequence"
+                            ))
+                        })?;
+                    out.push((sequence, headers, msg.payload));
+                }
+                // End of the batch: more follow when some are still pending.
+                Some(204) => {
+                    let pending: u64 = headers
+                        .get("Nats-Num-Pending")
+                        .and_then(|v| v.as_str().parse().ok())
+                        .unwrap_or(0);
+                    return Ok((out, pending > 0));
+                }
+                // Nothing (more) on the subject from `from` on.
+                Some(404) => return Ok((out, false)),
+                Some(code) => {
+                    return Err(EcsError::Unavailable(format!(
+                        "a direct get on {subject} failed: {code} {}",
+                        msg.description.unwrap_or_default()
+                    )))
+                }
+            }
+        }
     }
 
     /// A stream sequence from which the first message on `subject` holds the event at version

@@ -356,3 +356,84 @@ async fn a_commit_beyond_one_message_is_an_atomic_batch() {
     );
     assert_eq!(s.stream().clone().info().await.unwrap().state.messages, 3);
 }
+
+#[tokio::test]
+async fn reads_leave_no_consumer_behind() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("no-consumers");
+    s.append(&e, 0, vec![new_event("Created", r#"{"n":1}"#)])
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(s.read(&e, 1, 100).await.unwrap().len(), 1);
+        assert_eq!(s.read_messages(&e).await.unwrap().len(), 1);
+    }
+    let mut stream = s.stream().clone();
+    assert_eq!(stream.info().await.unwrap().state.consumer_count, 0);
+}
+
+#[tokio::test]
+async fn a_long_stream_reads_across_batches_in_order() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("long");
+    for v in 0..600u64 {
+        s.append(&e, v, vec![new_event("Tagged", &format!(r#"{{"n":{v}}}"#))])
+            .await
+            .unwrap();
+        if v % 7 == 0 {
+            // Another entity's messages in between.
+            let other = entity("other");
+            let at = s.head(&other).await.unwrap().map_or(0, |h| h.event.version);
+            s.append(&other, at, vec![new_event("Tagged", "{}")])
+                .await
+                .unwrap();
+        }
+    }
+    let all = s.read(&e, 1, 1000).await.unwrap();
+    assert_eq!(all.len(), 600);
+    verify_chain(&all).unwrap();
+    let tail = s.read(&e, 590, 1000).await.unwrap();
+    assert_eq!(tail.first().map(|e| e.version), Some(590));
+    assert_eq!(tail.len(), 11);
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_an_event_is_skipped_by_reads_heads_and_appends() {
+    let nats = NatsServer::start().unwrap();
+    let c = NatsConfig::new(nats.url(), None)
+        .connect("t")
+        .await
+        .unwrap();
+    let s = EventStore::open(c.clone()).await.unwrap();
+    let e = entity("with-garbage");
+    s.append(&e, 0, vec![new_event("Created", r#"{"n":1}"#)])
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(c.clone());
+    js.publish("cim.evt.document.with-garbage", "garbage".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let head = s.head(&e).await.unwrap().unwrap();
+    assert_eq!(
+        head.event.version, 1,
+        "the head is the last event, not the garbage"
+    );
+    let next = s
+        .append(&e, 1, vec![new_event("Tagged", r#"{"n":2}"#)])
+        .await
+        .expect("an append after the garbage");
+    assert_eq!(next[0].version, 2);
+    let all = s.read(&e, 1, 10).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
+    verify_chain(&all).unwrap();
+    let messages = s.read_messages(&e).await.unwrap();
+    assert_eq!(messages.len(), 3);
+    assert!(matches!(
+        &messages[1],
+        cim_nats::store::StoredMessage::NotAnEvent { sequence: 2, .. }
+    ));
+}
