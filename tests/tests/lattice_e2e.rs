@@ -298,6 +298,46 @@ async fn scenario() {
     .await;
     assert!(ok && stdout.contains("TextAttached"), "{stdout}{stderr}");
 
+    // Issue 14, item 1: a command is answered once. Sent with one `--command-id` twice at the
+    // same time and once more afterwards (a script retrying after a lost answer), it is
+    // answered three times with the same events, stored once.
+    send(
+        &nats,
+        &l,
+        "document",
+        "retried",
+        "Create",
+        &create_doc(),
+        None,
+    )
+    .await
+    .unwrap();
+    let attach = || {
+        cim_call(args(&[
+            "document",
+            "AttachText",
+            "--id",
+            "retried",
+            "--json",
+            r#"{"text":"sent more than once"}"#,
+            "--command-id",
+            "attach-retried-1",
+        ]))
+    };
+    let (first, second) = tokio::join!(attach(), attach());
+    let third = attach().await;
+    for (ok, stdout, stderr) in [&first, &second, &third] {
+        assert!(ok, "{stdout}{stderr}");
+        assert!(stdout.starts_with("v2 TextAttached "), "{stdout}{stderr}");
+        assert_eq!(stdout, &first.1, "the same events every time");
+    }
+    let texts = stored(&nats, "document", "retried")
+        .await
+        .iter()
+        .filter(|e| e.name.as_str() == "TextAttached")
+        .count();
+    assert_eq!(texts, 1, "stored once");
+
     // --- Issue 13, items 6 and 7: one message that is not an event (published here by the
     // admin, the only other role that may) hides nothing: the entity still takes commands,
     // and `cim events` shows every event with its own verdict and the bad message in place.

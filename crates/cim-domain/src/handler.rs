@@ -72,6 +72,25 @@ pub fn rehydrate<A: Aggregate>(
     log: &mut impl EventLog,
     entity: &EntityRef,
 ) -> Result<(A, u64), EcsError> {
+    rehydrate_seeing::<A>(log, entity, |_| {})
+}
+
+/// Whether `event` was caused by the command `command_id` (its id is `<command id>-<n>`).
+pub fn caused_by(event: &RecordedEvent, command_id: &str) -> bool {
+    event
+        .meta
+        .id
+        .strip_prefix(command_id)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// [`rehydrate`], showing every event read to `seen`.
+pub fn rehydrate_seeing<A: Aggregate>(
+    log: &mut impl EventLog,
+    entity: &EntityRef,
+    mut seen: impl FnMut(&RecordedEvent),
+) -> Result<(A, u64), EcsError> {
     let mut state = A::default();
     let mut verifier = ChainVerifier::new();
     loop {
@@ -86,6 +105,7 @@ pub fn rehydrate<A: Aggregate>(
                     EcsError::Unavailable(format!("stored event cannot be decoded: {e}"))
                 })?;
             state.apply(&domain);
+            seen(ev);
         }
         if n < READ_PAGE as usize {
             return Ok((state, verifier.version()));
@@ -140,13 +160,26 @@ pub fn handle_command<A: Aggregate>(
 pub const MAX_DECISIONS: u32 = 16;
 
 /// One decision: rehydrate, check the expected version, decide, append at the version read.
+///
+/// A command is answered once: when the history already holds events of this command id (a
+/// retry after a lost answer, or the same command sent twice), those events are the answer —
+/// the same CIDs, nothing appended, whatever the expected version says. A command that was
+/// refused stored nothing and is decided again.
 fn decide_and_append<A: Aggregate>(
     log: &mut impl EventLog,
     entity: &EntityRef,
     req: &CommandRequest,
     command: &A::Command,
 ) -> Result<Vec<RecordedEvent>, EcsError> {
-    let (state, version) = rehydrate::<A>(log, entity)?;
+    let mut earlier = Vec::new();
+    let (state, version) = rehydrate_seeing::<A>(log, entity, |ev| {
+        if caused_by(ev, &req.meta.id) {
+            earlier.push(ev.clone());
+        }
+    })?;
+    if !earlier.is_empty() {
+        return Ok(earlier);
+    }
     if let Some(expected) = req.expected_version {
         if expected != version {
             return Err(EcsError::Conflict {
@@ -232,14 +265,25 @@ mod tests {
         }
     }
 
+    /// A request with its own command id (`c<n>`, counting up), unless the test sets one.
     fn req(id: &str, name: &str, payload: &str, expected: Option<u64>) -> CommandRequest {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         CommandRequest {
             kind: "counter".into(),
             id: id.into(),
             name: name.into(),
             payload: payload.as_bytes().to_vec(),
             expected_version: expected,
-            meta: Envelope::originating("c1", 1),
+            meta: Envelope::originating(format!("c{n}"), 1),
+        }
+    }
+
+    /// A request with the command id `command_id`.
+    fn req_id(command_id: &str, payload: &str, expected: Option<u64>) -> CommandRequest {
+        CommandRequest {
+            meta: Envelope::originating(command_id, 1),
+            ..req("a", "Add", payload, expected)
         }
     }
 
@@ -253,11 +297,11 @@ mod tests {
         let first =
             handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":2}"#, Some(0))).unwrap();
         let second =
-            handle_command::<Counter>(&mut log, req("a", "Add", r#"{"by":3}"#, Some(1))).unwrap();
+            handle_command::<Counter>(&mut log, req_id("cmd-two", r#"{"by":3}"#, Some(1))).unwrap();
         assert_eq!(first[0].version, 1);
         assert_eq!(second[0].previous, Some(first[0].cid));
-        assert_eq!(second[0].meta.causation_id.as_deref(), Some("c1"));
-        assert_eq!(second[0].meta.id, "c1-1");
+        assert_eq!(second[0].meta.causation_id.as_deref(), Some("cmd-two"));
+        assert_eq!(second[0].meta.id, "cmd-two-1");
         let (state, version) = rehydrate::<Counter>(&mut log, &entity("a")).unwrap();
         assert_eq!((state.0, version), (5, 2));
     }
@@ -347,6 +391,33 @@ mod tests {
             matches!(err, EcsError::Conflict { expected: 0, .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_command_sent_again_is_answered_with_its_events_and_appends_nothing() {
+        let mut log = MemoryLog::new();
+        let first =
+            handle_command::<Counter>(&mut log, req_id("once", r#"{"by":2}"#, Some(0))).unwrap();
+        // The same command (same id), again: after a lost answer, or with its stale version.
+        for expected in [Some(0), None, Some(7)] {
+            let again =
+                handle_command::<Counter>(&mut log, req_id("once", r#"{"by":2}"#, expected))
+                    .unwrap();
+            assert_eq!(
+                again.iter().map(|e| e.cid).collect::<Vec<_>>(),
+                first.iter().map(|e| e.cid).collect::<Vec<_>>()
+            );
+        }
+        let (state, version) = rehydrate::<Counter>(&mut log, &entity("a")).unwrap();
+        assert_eq!((state.0, version), (2, 1), "appended once");
+    }
+
+    #[test]
+    fn a_command_id_is_matched_exactly() {
+        let mut log = MemoryLog::new();
+        handle_command::<Counter>(&mut log, req_id("x-1", r#"{"by":1}"#, None)).unwrap();
+        let mine = handle_command::<Counter>(&mut log, req_id("x", r#"{"by":2}"#, None)).unwrap();
+        assert_eq!(mine[0].version, 2, "x-1-1 is not an event of command x");
     }
 
     #[test]

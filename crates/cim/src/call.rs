@@ -206,13 +206,21 @@ pub async fn call_and_print(
     id: &str,
     json: &str,
     expected_version: Option<u64>,
+    command_id: Option<&str>,
 ) -> anyhow::Result<()> {
     // Kind and id are subject tokens: refuse bad ones before anything is sent.
     cim_domain::EntityRef::new(kind, id)?;
     cim_domain::Token::parse("command name", name)?;
+    if let Some(c) = command_id {
+        cim_domain::Token::parse("command id", c)?;
+    }
     let json = payload_arg(json, std::io::stdin().lock())?;
     let nats = ctx.connect(crate::Role::Client).await?;
-    let cmd = command_for(kind, id, name, &json, expected_version);
+    let mut cmd = command_for(kind, id, name, &json, expected_version);
+    if let Some(c) = command_id {
+        cmd.meta.id = c.to_string();
+        cmd.meta.correlation_id = c.to_string();
+    }
     // An absent component never answers: find that out from the hosts' inventories while
     // the call runs, instead of waiting for the call's deadline.
     let component = component_id(kind);

@@ -86,6 +86,11 @@ enum Command {
         /// Only apply if the entity is at this version.
         #[arg(long)]
         expected_version: Option<u64>,
+        /// The command's id (default: a fresh ULID). A command sent again with the same id is
+        /// answered with the events it caused the first time and appends nothing, so a script
+        /// can retry safely.
+        #[arg(long)]
+        command_id: Option<String>,
     },
     /// Run a read-only Cypher query on the knowledge graph, or export its structure.
     #[command(args_conflicts_with_subcommands = true)]
@@ -250,7 +255,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             id,
             json,
             expected_version,
-        } => cim::call_and_print(&ctx, &kind, &command, &id, &json, expected_version).await?,
+            command_id,
+        } => {
+            cim::call_and_print(
+                &ctx,
+                &kind,
+                &command,
+                &id,
+                &json,
+                expected_version,
+                command_id.as_deref(),
+            )
+            .await?
+        }
         Command::DeadLetters { command, all } => match command {
             None => cim::deadletters::print(&ctx, all).await?,
             Some(DeadLetterCommand::Retry { durable, sequence }) => {
