@@ -42,7 +42,8 @@ async fn send(
         nats,
         lattice,
         &command_for(kind, id, name, json, expected),
-        3,
+        Duration::from_secs(5),
+        Duration::from_secs(90),
     ))
     .await
     .unwrap_or_else(|e| panic!("{kind}/{id} {name}: transport failure: {e:#}"))

@@ -84,56 +84,59 @@ pub async fn call(
     })
 }
 
+/// How long [`call_answered`] waits for an answer before it sends the command again, by
+/// default (`cim call --deadline-ms`).
+pub const FIRST_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Calls the entity like [`call`], and gets its answer once even when wrpc-transport-nats
-/// 0.29 drops the reply (docs/operations.md, "Lost invocations"): after a call without an
-/// answer, the entity's stream is searched for the events the command caused (an event's id
-/// is `<command id>-<n>`); found, they are the answer; not found, the same command is sent
-/// again (at most `sends` times). A command that is refused is refused again and stores
-/// nothing; one without an expected version that lands only after the lookup may be decided
-/// twice, so use it for commands whose repetition is harmless (creates, tags) or give an
-/// expected version. The outer error: no answer after every send.
+/// 0.29 drops the reply (docs/operations.md, "Lost invocations"): without an answer after
+/// `first`, the same command (same id) is sent again, then after twice as long, and so on
+/// until `total` has passed; the first answer to any send is the answer. Safe because a
+/// command is answered once by its id: a send that finds the command's events in the history
+/// answers with them and appends nothing. Earlier sends stay in flight (their answer may
+/// still come). A lost invocation thus costs about `first`, not the call's whole deadline.
+/// The outer error: the transport failed (nothing serves the kind), or no answer in `total`.
 pub async fn call_answered(
     nats: &async_nats::Client,
     lattice: &str,
     cmd: &Command,
-    sends: u32,
+    first: Duration,
+    total: Duration,
 ) -> anyhow::Result<Result<Vec<RecordedEvent>, EcsError>> {
-    let entity = cim_domain::EntityRef::new(&cmd.entity.kind, &cmd.entity.id);
-    let prefix = format!("{}-", cmd.meta.id);
-    let mut last = None;
-    for send in 1..=sends.max(1) {
-        match call(nats, lattice, cmd).await {
-            Ok(answer) => return Ok(answer),
-            Err(e) => {
-                tracing::warn!(
-                    "{}/{} {}: send {send} unanswered: {e:#}",
-                    cmd.entity.kind,
-                    cmd.entity.id,
-                    cmd.name
-                );
-                last = Some(e);
-                // An invalid id was never stored: only a real entity can hold the events.
-                let Ok(entity) = &entity else { continue };
-                let store = cim_nats::EventStore::attach(nats.clone()).await?;
-                let mut landed = Vec::new();
-                let mut from = 1;
-                loop {
-                    let page = store.read(entity, from, 1024).await?;
-                    if page.is_empty() {
-                        break;
-                    }
-                    from += page.len() as u64;
-                    landed.extend(page.into_iter().filter(|e| e.meta.id.starts_with(&prefix)));
-                }
-                if !landed.is_empty() {
-                    return Ok(Ok(landed));
-                }
+    use futures::StreamExt as _;
+    let started = tokio::time::Instant::now();
+    let mut sends = futures::stream::FuturesUnordered::new();
+    let mut wait = first.max(Duration::from_millis(100));
+    let mut sent = 0u32;
+    loop {
+        sends.push(call(nats, lattice, cmd));
+        sent += 1;
+        let resend_at = (tokio::time::Instant::now() + wait).min(started + total);
+        loop {
+            match tokio::time::timeout_at(resend_at, sends.next()).await {
+                Ok(Some(Ok(answer))) => return Ok(answer),
+                // A send that failed outright (no component serves the kind): say so, unless
+                // another send is still in flight.
+                Ok(Some(Err(e))) if sends.is_empty() => return Err(e),
+                Ok(Some(Err(_))) => continue,
+                Ok(None) => break,
+                Err(_) => break,
             }
         }
+        if started.elapsed() >= total {
+            anyhow::bail!(
+                "no answer from the `{}` component within {total:?} ({sent} sends)",
+                cmd.entity.kind
+            );
+        }
+        tracing::warn!(
+            "{}/{} {}: no answer in {wait:?}; sending it again",
+            cmd.entity.kind,
+            cmd.entity.id,
+            cmd.name
+        );
+        wait = (wait * 2).min(Duration::from_secs(8));
     }
-    Err(last
-        .unwrap_or_else(|| anyhow::anyhow!("no send"))
-        .context(format!("no answer after {sends} sends")))
 }
 
 /// The largest payload `--json @file` or `--json -` reads.
@@ -198,16 +201,36 @@ pub fn payload_arg(arg: &str, stdin: impl std::io::Read) -> Result<String, Paylo
     String::from_utf8(bytes).map_err(|_| PayloadArgError::NotText { from })
 }
 
+/// What `cim call` was asked to send.
+#[derive(Debug, Clone)]
+pub struct CallArgs<'a> {
+    /// Entity kind.
+    pub kind: &'a str,
+    /// Command name.
+    pub name: &'a str,
+    /// Entity id.
+    pub id: &'a str,
+    /// The payload argument (JSON, `@file` or `-`, see [`payload_arg`]).
+    pub json: &'a str,
+    /// Only apply at this version.
+    pub expected_version: Option<u64>,
+    /// The command's id (default: a fresh ULID).
+    pub command_id: Option<&'a str>,
+    /// How long to wait before sending again (see [`call_answered`]).
+    pub first_deadline: Duration,
+}
+
 /// `cim call`: sends the command and prints the resulting events, or the typed error.
-pub async fn call_and_print(
-    ctx: &Cli,
-    kind: &str,
-    name: &str,
-    id: &str,
-    json: &str,
-    expected_version: Option<u64>,
-    command_id: Option<&str>,
-) -> anyhow::Result<()> {
+pub async fn call_and_print(ctx: &Cli, args: &CallArgs<'_>) -> anyhow::Result<()> {
+    let CallArgs {
+        kind,
+        name,
+        id,
+        json,
+        expected_version,
+        command_id,
+        first_deadline,
+    } = *args;
     // Kind and id are subject tokens: refuse bad ones before anything is sent.
     cim_domain::EntityRef::new(kind, id)?;
     cim_domain::Token::parse("command name", name)?;
@@ -231,7 +254,7 @@ pub async fn call_and_print(
         )
     };
     let answer = tokio::select! {
-        answer = call(&nats, ctx.lattice(), &cmd) => match answer {
+        answer = call_answered(&nats, ctx.lattice(), &cmd, first_deadline, CALL_TIMEOUT) => match answer {
             Ok(answer) => answer,
             // NATS reports no responders at once: say why, when that is the reason.
             Err(e) => match crate::status::runs(&nats, ctx.lattice(), &component).await {

@@ -52,7 +52,8 @@ async fn send(
         nats,
         lattice,
         &command_for("document", id, name, json, None),
-        3,
+        crate::call::FIRST_DEADLINE,
+        Duration::from_secs(60),
     )
     .await?
     .map_err(|e| anyhow::anyhow!("document/{id} {name}: {e}"))?;
@@ -177,7 +178,8 @@ pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
             r#"{"text":"again"}"#,
             None,
         ),
-        3,
+        crate::call::FIRST_DEADLINE,
+        Duration::from_secs(60),
     )
     .await?;
     if let Err(e) = refused {

@@ -32,7 +32,7 @@ pub mod ui;
 mod wadm;
 
 pub use archive::pack as pack_provider;
-pub use call::{call, call_and_print, call_answered, command_for};
+pub use call::{call, call_and_print, call_answered, command_for, CallArgs};
 pub use events::{print_events, read_events};
 pub use graph::graph_query;
 pub use lattice::{down, sibling, up, Lattice, UpOptions, PROVIDERS};

@@ -91,6 +91,10 @@ enum Command {
         /// can retry safely.
         #[arg(long)]
         command_id: Option<String>,
+        /// How long to wait for an answer before sending the command again (same id, so it
+        /// applies once); doubled for each further send, up to 30 s in all.
+        #[arg(long, default_value_t = 2000)]
+        deadline_ms: u64,
     },
     /// Run a read-only Cypher query on the knowledge graph, or export its structure.
     #[command(args_conflicts_with_subcommands = true)]
@@ -256,15 +260,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             json,
             expected_version,
             command_id,
+            deadline_ms,
         } => {
             cim::call_and_print(
                 &ctx,
-                &kind,
-                &command,
-                &id,
-                &json,
-                expected_version,
-                command_id.as_deref(),
+                &cim::CallArgs {
+                    kind: &kind,
+                    name: &command,
+                    id: &id,
+                    json: &json,
+                    expected_version,
+                    command_id: command_id.as_deref(),
+                    first_deadline: std::time::Duration::from_millis(deadline_ms),
+                },
             )
             .await?
         }

@@ -274,9 +274,15 @@ pub async fn a_forged_build_success_is_dead_lettered_and_the_pipeline_moves_on(
         let (nats, l) = (nats.clone(), l.clone());
         async move {
             let command = cim::command_for("package", "forged", name, &json, None);
-            Box::pin(cim::call_answered(&nats, &l, &command, 3))
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+            Box::pin(cim::call_answered(
+                &nats,
+                &l,
+                &command,
+                Duration::from_secs(5),
+                Duration::from_secs(90),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"))
         }
     };
     let (request, forged) = (steps[3].clone(), steps[4].clone());
