@@ -244,7 +244,9 @@ impl EntityHost {
     }
 }
 
-/// Builds a command for `kind/id` with a JSON payload and a fresh envelope.
+/// Builds a command for `kind/id` with a JSON payload and a fresh envelope: every command
+/// gets its own id (`cmd-<name>-<id>-<n>`), since a command id sent again is answered with
+/// the events it caused the first time.
 pub fn command(
     kind: &str,
     id: &str,
@@ -252,6 +254,8 @@ pub fn command(
     payload: &str,
     expected_version: Option<u64>,
 ) -> Command {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Command {
         entity: EntityRef {
             kind: kind.into(),
@@ -261,7 +265,7 @@ pub fn command(
         payload: payload.as_bytes().to_vec(),
         expected_version,
         meta: Envelope {
-            id: format!("cmd-{name}-{id}"),
+            id: format!("cmd-{name}-{id}-{n}"),
             correlation_id: format!("corr-{id}"),
             causation_id: None,
             occurred_at_ms: 1_700_000_000_000,
