@@ -77,6 +77,7 @@ pub async fn every_readme_command_works_as_printed(lattice: &TestLattice) {
             ui_serves(bash.spawn().unwrap()).await;
             continue;
         }
+        let started = Instant::now();
         let out = tokio::time::timeout(Duration::from_secs(600), bash.output())
             .await
             .unwrap_or_else(|_| panic!("{command} did not finish in 10 minutes"))
@@ -87,6 +88,9 @@ pub async fn every_readme_command_works_as_printed(lattice: &TestLattice) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("README: {command}: ok");
+        eprintln!(
+            "README: {command}: ok in {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
