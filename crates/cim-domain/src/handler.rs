@@ -156,8 +156,11 @@ pub fn handle_command<A: Aggregate>(
 }
 
 /// How many times a command without an expected version is decided before a conflict is
-/// given up on (each time, another command got its events in first).
-pub const MAX_DECISIONS: u32 = 16;
+/// given up on. A decision only loses to another command's append, so every lost decision
+/// is progress for the entity; 16 was exhausted once by 8 writers of 5 commands each on one
+/// entity (a slow decision can lose to every other append), 64 bounds the work well above
+/// that.
+pub const MAX_DECISIONS: u32 = 64;
 
 /// One decision: rehydrate, check the expected version, decide, append at the version read.
 ///
