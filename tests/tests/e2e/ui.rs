@@ -142,7 +142,24 @@ async fn the_page_renders_the_lattice(lattice: &TestLattice, addr: SocketAddr) {
     let status = cim::status::lattice_status(&lattice.cli, &nats)
         .await
         .unwrap();
-    let (nodes, edges) = cim::graph::structure(&lattice.cli).await.unwrap();
+    // The graph projection runs behind the events (the demo's last reactions may still be
+    // landing): compare the page with the graph once it stands still.
+    let (nodes, edges) = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut last = cim::graph::structure(&lattice.cli).await.unwrap();
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = cim::graph::structure(&lattice.cli).await.unwrap();
+            if now == last {
+                break now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the graph kept changing for 120 s"
+            );
+            last = now;
+        }
+    };
     let url = format!("http://{addr}/#document/inv-a");
     let runtime = tokio::runtime::Handle::current();
     let lattice_name = lattice.cli.lattice().to_owned();
