@@ -260,6 +260,17 @@ async fn scenario() {
             "duplicate key",
         ),
         (args(&["docu ment", "Tag", "--id", "x"]), "kind"),
+        (
+            args(&[
+                "document",
+                "Tag",
+                "--id",
+                "doc-2",
+                "--command-id",
+                "not a token",
+            ]),
+            "command id",
+        ),
         (args(&[">", "Tag", "--id", "x"]), "kind"),
         (
             args(&["nosuch", "Tag", "--id", "x"]),

@@ -72,6 +72,13 @@ impl DeadLetter {
     }
 }
 
+/// Milliseconds since the Unix epoch (a record's `at_ms`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The dead-letter records.
 #[derive(Clone)]
 pub struct DeadLetters {

@@ -375,6 +375,16 @@ pub enum StoredMessage {
     },
 }
 
+impl StoredMessage {
+    /// The event, when the message is one.
+    pub fn event(&self) -> Option<&RecordedEvent> {
+        match self {
+            StoredMessage::Event(ev) => Some(ev),
+            StoredMessage::NotAnEvent { .. } => None,
+        }
+    }
+}
+
 /// Whether a decoding error means the message itself is not an event (never going to decode),
 /// rather than something unavailable right now.
 pub fn is_malformed(e: &EcsError) -> bool {

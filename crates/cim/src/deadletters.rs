@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use cim_nats::deadletter::{DeadLetter, DeadLetters, Status};
+use cim_nats::deadletter::{now_ms, DeadLetter, DeadLetters, Status};
 use cim_nats::EventStore;
 use cim_wrpc::bindings::cim::ecs::reactor;
 
@@ -133,10 +133,4 @@ pub async fn retry(ctx: &Cli, durable: &str, sequence: u64) -> anyhow::Result<()
         letter.subject, letter.reactor
     );
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -62,13 +62,7 @@ pub async fn print_events(ctx: &Cli, entity: &str, follow: bool) -> anyhow::Resu
     // by the follower (possibly twice: versions already printed are skipped).
     let start = store.head(&entity).await?.map_or(1, |h| h.sequence + 1);
     let messages = store.read_messages(&entity).await?;
-    let events: Vec<&RecordedEvent> = messages
-        .iter()
-        .filter_map(|m| match m {
-            StoredMessage::Event(ev) => Some(ev.as_ref()),
-            StoredMessage::NotAnEvent { .. } => None,
-        })
-        .collect();
+    let events: Vec<&RecordedEvent> = messages.iter().filter_map(StoredMessage::event).collect();
     let mut verdicts = cim_domain::chain::verdicts(events.iter().copied()).into_iter();
     let mut bad = 0;
     for m in &messages {

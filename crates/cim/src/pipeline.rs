@@ -16,7 +16,7 @@ use cim_domain::{EntityRef, EventCodec, RecordedEvent, Token};
 use cim_model::package::{PackageCommand, PackageEvent};
 use cim_nats::EventStore;
 
-use crate::call::{call, command_for};
+use crate::call::{call_answered, command_for};
 use crate::Cli;
 
 /// What to submit and how far to drive it.
@@ -119,10 +119,12 @@ pub fn default_id(commit: &Commit) -> String {
     format!("{name}-{}", &commit.hash[..12.min(commit.hash.len())])
 }
 
-/// How long the driver waits for one command's answer before it looks whether the command
-/// took effect and, if not, sends it again.
-const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
-/// How many times the driver sends one command.
+/// How long the driver waits for one command's answer before it sends it again (its id
+/// makes that safe).
+const ANSWER_DEADLINE: Duration = crate::call::FIRST_DEADLINE;
+/// How long the driver tries one send in all before giving up.
+const CALL_TOTAL: Duration = Duration::from_secs(60);
+/// How many times the driver sends one command at a newer version after a conflict.
 const SENDS: u32 = 4;
 
 /// Sends commands to one package, each caused by the previous event, in one conversation.
@@ -136,10 +138,11 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    /// Sends `command` at the package's current version, and survives a lost answer: after
-    /// [`ANSWER_DEADLINE`] without one, the events it caused are looked up in the stream (an
-    /// event's id is `<command id>-<n>`), and only a command that did not land is sent again
-    /// (with the same expected version, so it can never apply twice).
+    /// Sends `command` at the package's current version, and survives a lost answer: the
+    /// command is sent again with its id after [`ANSWER_DEADLINE`] ([`call_answered`]), and
+    /// the package answers a command id it has seen with the events it caused, so nothing
+    /// applies twice. A conflict means the pipeline system appended meanwhile (our command
+    /// did not land, or its id would have been answered): send at the new version.
     async fn send(&mut self, command: &PackageCommand) -> anyhow::Result<Vec<RecordedEvent>> {
         let (name, payload) = EventCodec::encode(command)?;
         let json = String::from_utf8(payload)?;
@@ -166,24 +169,10 @@ impl Driver<'_> {
                 .await?
                 .map_or(0, |h| h.event.version);
             cmd.expected_version = Some(version);
-            match tokio::time::timeout(ANSWER_DEADLINE, call(self.nats, self.lattice, &cmd)).await {
-                Ok(Ok(Ok(events))) => break events,
-                Ok(Ok(Err(cim_domain::EcsError::Conflict { .. }))) if sends < SENDS => {
-                    let landed = self.caused_by(&cmd.meta.id, version).await?;
-                    if !landed.is_empty() {
-                        break landed;
-                    }
-                }
-                Ok(Ok(Err(e))) => bail!("{} {name}: {e}", self.package),
-                Ok(Err(_)) | Err(_) if sends < SENDS => {
-                    let landed = self.caused_by(&cmd.meta.id, version).await?;
-                    if !landed.is_empty() {
-                        break landed;
-                    }
-                    eprintln!("  {name}: no answer in {ANSWER_DEADLINE:?}; it did not land, sending it again");
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => bail!("{} {name}: no answer after {SENDS} sends", self.package),
+            match call_answered(self.nats, self.lattice, &cmd, ANSWER_DEADLINE, CALL_TOTAL).await? {
+                Ok(events) => break events,
+                Err(cim_domain::EcsError::Conflict { .. }) if sends < SENDS => continue,
+                Err(e) => bail!("{} {name}: {e}", self.package),
             }
         };
         for e in &events {
@@ -193,24 +182,6 @@ impl Driver<'_> {
             self.last = Some(last.cid.to_string());
         }
         Ok(events)
-    }
-}
-
-impl Driver<'_> {
-    /// The events after `version` that the command `command_id` caused.
-    async fn caused_by(
-        &self,
-        command_id: &str,
-        version: u64,
-    ) -> anyhow::Result<Vec<RecordedEvent>> {
-        let prefix = format!("{command_id}-");
-        Ok(self
-            .store
-            .read(&self.package, version + 1, 64)
-            .await?
-            .into_iter()
-            .filter(|e| e.meta.id.starts_with(&prefix))
-            .collect())
     }
 }
 

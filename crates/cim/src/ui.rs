@@ -224,13 +224,7 @@ struct EventView {
 /// Every message of the entity's subject with its own verdict ([`cim_domain::chain::verdicts`]
 /// for the events; messages that are not events are reported where they are and skipped).
 fn verified(messages: &[StoredMessage]) -> Vec<EventView> {
-    let events: Vec<&RecordedEvent> = messages
-        .iter()
-        .filter_map(|m| match m {
-            StoredMessage::Event(ev) => Some(ev.as_ref()),
-            StoredMessage::NotAnEvent { .. } => None,
-        })
-        .collect();
+    let events: Vec<&RecordedEvent> = messages.iter().filter_map(StoredMessage::event).collect();
     let mut verdicts = cim_domain::chain::verdicts(events.iter().copied()).into_iter();
     messages
         .iter()

@@ -26,7 +26,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{AckKind, Message};
 use async_nats::HeaderMap;
-use cim_nats::deadletter::{DeadLetter, DeadLetters, Status};
+use cim_nats::deadletter::{now_ms, DeadLetter, DeadLetters, Status};
 use cim_nats::EventStore;
 use cim_wrpc::bindings::cim::ecs::{reactor, types::EcsError};
 use futures::StreamExt;
@@ -120,7 +120,7 @@ where
             .await
         {
             Ok(events) => events,
-            Err(e) if is_undecodable(&e) => {
+            Err(e) if cim_nats::store::is_malformed(&e) => {
                 // Not an event this store wrote; redelivering cannot help.
                 give_up(&letters, letter(None, 0, e.to_string())).await?;
                 ack(&msg, AckKind::Term).await?;
@@ -201,12 +201,6 @@ async fn give_up(letters: &DeadLetters, letter: DeadLetter) -> anyhow::Result<()
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What became of one event handed to a reactor.
 enum Outcome {
     /// Processed.
@@ -273,12 +267,6 @@ async fn with_progress<T>(
             _ = progress.tick() => ack(msg, AckKind::Progress).await?,
         }
     }
-}
-
-/// Whether a decoding failure is about the message itself (never going to work) rather than
-/// an offloaded payload that could not be fetched right now.
-fn is_undecodable(e: &cim_domain::EcsError) -> bool {
-    matches!(e, cim_domain::EcsError::Unavailable(m) if m.starts_with("malformed event message"))
 }
 
 async fn ack(msg: &Message, kind: AckKind) -> anyhow::Result<()> {

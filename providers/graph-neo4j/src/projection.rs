@@ -104,7 +104,7 @@ pub async fn run_once(
                         }
                     }
                 }
-                Err(e) if e.to_string().contains("malformed event message") => {
+                Err(e) if cim_nats::store::is_malformed(&e) => {
                     error!(subject = %m.subject, error = %e, "not an event; skipped");
                 }
                 Err(e) => return Err(e.into()),

@@ -366,4 +366,15 @@ pub async fn a_forged_build_success_is_dead_lettered_and_the_pipeline_moves_on(
     assert!(!retry.status.success(), "the retry is refused again");
     let stderr = String::from_utf8_lossy(&retry.stderr);
     assert!(stderr.contains("refused the event again"), "{stderr}");
+    // A dead letter that does not exist is refused with its reason.
+    let none = lattice
+        .cim_command()
+        .unwrap()
+        .args(["dead-letters", "retry", &letter.durable, "999999"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!none.status.success());
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(stderr.contains("no dead letter"), "{stderr}");
 }
