@@ -62,6 +62,19 @@ pub struct Snapshot {
     pub state: Vec<u8>,
 }
 
+impl Snapshot {
+    /// Decodes a snapshot as stored in the snapshot bucket (JSON); bytes that are not one are
+    /// [`EcsError::Unavailable`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, EcsError> {
+        serde_json::from_slice(bytes).map_err(|e| unavailable("decoding a snapshot", e))
+    }
+
+    /// Encodes the snapshot as stored in the snapshot bucket.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a snapshot (strings, numbers, bytes) always encodes")
+    }
+}
+
 mod serde_bytes_base64 {
     //! Snapshots are JSON in the KV bucket; state bytes are kept as a JSON string when they
     //! are UTF-8 (the usual JSON state) and as an array otherwise.
@@ -1077,9 +1090,7 @@ impl EventStore {
     pub async fn load_snapshot(&self, entity: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
         let key = snapshot_key(entity);
         match self.snapshots.get(&key).await {
-            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| unavailable("decoding a snapshot", e)),
+            Ok(Some(bytes)) => Snapshot::decode(&bytes).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(unavailable("loading a snapshot", e)),
         }
@@ -1097,7 +1108,7 @@ impl EventStore {
                 )))
             }
         }
-        let bytes = serde_json::to_vec(&snap).map_err(|e| unavailable("encoding a snapshot", e))?;
+        let bytes = snap.encode();
         self.snapshots
             .put(snapshot_key(&snap.entity), bytes.into())
             .await
