@@ -7,7 +7,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(snapshot) = Snapshot::decode(bytes) {
-        let again = Snapshot::decode(&snapshot.encode()).expect("an encoded snapshot decodes");
+        let again = Snapshot::decode(&snapshot.encode().expect("a decoded snapshot encodes"))
+            .expect("an encoded snapshot decodes");
         assert_eq!(again, snapshot);
     }
 });

@@ -70,8 +70,8 @@ impl Snapshot {
     }
 
     /// Encodes the snapshot as stored in the snapshot bucket.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a snapshot (strings, numbers, bytes) always encodes")
+    pub fn encode(&self) -> Result<Vec<u8>, EcsError> {
+        serde_json::to_vec(self).map_err(|e| unavailable("encoding a snapshot", e))
     }
 }
 
@@ -1108,7 +1108,7 @@ impl EventStore {
                 )))
             }
         }
-        let bytes = snap.encode();
+        let bytes = snap.encode()?;
         self.snapshots
             .put(snapshot_key(&snap.entity), bytes.into())
             .await
