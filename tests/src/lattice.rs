@@ -12,6 +12,7 @@ pub struct TestLattice {
     /// The CLI context (state dir and lattice name).
     pub cli: Cli,
     _dir: tempfile::TempDir,
+    keep: std::sync::atomic::AtomicBool,
 }
 
 impl TestLattice {
@@ -31,7 +32,11 @@ impl TestLattice {
         let cli = Cli::new(dir.path().to_path_buf(), lattice);
         let manifest = cim_testkit::workspace_root().join("wadm/local/cim.wadm.yaml");
         let port = cim_testkit::free_port()?;
-        let guard = Self { cli, _dir: dir };
+        let guard = Self {
+            cli,
+            _dir: dir,
+            keep: Default::default(),
+        };
         cim::up(
             &guard.cli,
             &UpOptions {
@@ -46,6 +51,12 @@ impl TestLattice {
         .await
         .context("cim up")?;
         Ok(guard)
+    }
+
+    /// Keeps the state directory (logs of host, wadm, NATS) when dropped, as after a panic: for
+    /// a harness that catches its tests' failures.
+    pub fn keep_state(&self) {
+        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The last lines of a daemon's log (`host`, `wadm`, `nats`), for failure messages.
@@ -191,7 +202,7 @@ impl Drop for TestLattice {
             eprintln!("cim down failed: {e:#}");
         }
         // A failed test keeps the state directory (logs of host, wadm, NATS) for diagnosis.
-        if std::thread::panicking() {
+        if std::thread::panicking() || self.keep.load(std::sync::atomic::Ordering::Relaxed) {
             let kept = std::mem::replace(
                 &mut self._dir,
                 tempfile::Builder::new()

@@ -91,6 +91,11 @@ pub fn password_file(state_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Whether nothing listens on loopback port `port`.
+fn bindable(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
 /// Starts the graph server unless it runs; returns its ports, its pid and whether it started.
 pub fn ensure(state_dir: &Path, daemon: &Daemon) -> anyhow::Result<(GraphPorts, u32, bool)> {
     let ports_file = state_dir.join("graph.json");
@@ -113,9 +118,16 @@ pub fn ensure(state_dir: &Path, daemon: &Daemon) -> anyhow::Result<(GraphPorts, 
         &argfile,
         &format!("-Darcadedb.server.rootPassword={}\n", password.trim()),
     )?;
-    let ports = GraphPorts {
-        bolt: cim_testkit::free_port()?,
-        http: cim_testkit::free_port()?,
+    // Back on the ports it had (after a crash): the graph provider's configuration names them.
+    let known = std::fs::read(&ports_file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<GraphPorts>(&bytes).ok());
+    let ports = match known {
+        Some(p) if bindable(p.bolt) && bindable(p.http) => p,
+        _ => GraphPorts {
+            bolt: cim_testkit::free_port()?,
+            http: cim_testkit::free_port()?,
+        },
     };
     let (_, args) = cim_testkit::arcadedb_invocation(
         &root,

@@ -246,6 +246,57 @@ fn daemons(ctx: &Cli) -> anyhow::Result<(Daemon, Daemon, Daemon)> {
     ))
 }
 
+/// Starts nats-server with `conf` unless it runs; waits until it greets on `port`.
+async fn start_nats(nats: &Daemon, conf: &Path, port: u16) -> anyhow::Result<(u32, bool)> {
+    let (pid, started) = nats.ensure(&["--config".into(), conf.display().to_string()], &[])?;
+    poll(
+        "nats-server",
+        Duration::from_secs(30),
+        Some(nats),
+        || async { cim_testkit::nats_greets(port) },
+    )
+    .await?;
+    Ok((pid, started))
+}
+
+/// Starts the lattice's nats-server again after it stopped (a crash, a kill), on the port,
+/// configuration and JetStream store `cim up` gave it, and waits until it serves; the host,
+/// wadm and the providers reconnect by themselves. Returns its pid (the running one's if it
+/// never stopped). `cim up` does the same, then checks everything else.
+pub async fn restart_nats(ctx: &Cli) -> anyhow::Result<u32> {
+    let dir = ctx.state_dir();
+    let port = LatticeFile::load(&dir.join("lattice.json"))
+        .context("no lattice was started here (run `cim up`)")?
+        .nats_port;
+    let nats = Daemon::new("nats", nats_server()?, dir);
+    Ok(start_nats(&nats, &dir.join("nats.conf"), port).await?.0)
+}
+
+/// Starts the graph database unless it runs (on the ports it had, if it ran before); waits
+/// until it serves Bolt.
+async fn start_graph(dir: &Path) -> anyhow::Result<(graphdb::GraphPorts, u32, bool)> {
+    let graph_d = graphdb::daemon(dir)?;
+    let (graph_ports, pid, started) = graphdb::ensure(dir, &graph_d)?;
+    poll(
+        "graph database",
+        Duration::from_secs(120),
+        Some(&graph_d),
+        || async {
+            cim_testkit::arcadedb_ready(graph_ports.http)
+                && cim_testkit::bolt_listens(graph_ports.bolt)
+        },
+    )
+    .await?;
+    Ok((graph_ports, pid, started))
+}
+
+/// Starts the lattice's graph database again after it stopped, on the same ports and
+/// database, and waits until it serves; the graph provider's projection catches up by itself.
+/// Returns its pid. `cim up` does the same, then checks everything else.
+pub async fn restart_graph(ctx: &Cli) -> anyhow::Result<u32> {
+    Ok(start_graph(ctx.state_dir()).await?.1)
+}
+
 /// Brings the local lattice up and deploys the manifest. Safe to run again.
 pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     let steps: usize = if opts.ollama_test_server { 9 } else { 8 };
@@ -285,14 +336,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             auth.server_config()
         ),
     )?;
-    let (pid, started) = nats.ensure(&["--config".into(), conf.display().to_string()], &[])?;
-    poll(
-        "nats-server",
-        Duration::from_secs(30),
-        Some(&nats),
-        || async { cim_testkit::nats_greets(port) },
-    )
-    .await?;
+    let (pid, started) = start_nats(&nats, &conf, port).await?;
     std::fs::write(
         dir.join("lattice.json"),
         serde_json::to_vec_pretty(&LatticeFile {
@@ -315,18 +359,7 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
         steps,
         "graph database (ArcadeDB, Neo4j-compatible Bolt) on 127.0.0.1",
     );
-    let graph_d = graphdb::daemon(&dir)?;
-    let (graph_ports, pid, started) = graphdb::ensure(&dir, &graph_d)?;
-    poll(
-        "graph database",
-        Duration::from_secs(120),
-        Some(&graph_d),
-        || async {
-            cim_testkit::arcadedb_ready(graph_ports.http)
-                && cim_testkit::bolt_listens(graph_ports.bolt)
-        },
-    )
-    .await?;
+    let (graph_ports, pid, started) = start_graph(&dir).await?;
     done(
         t,
         &format!(

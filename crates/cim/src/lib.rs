@@ -32,10 +32,10 @@ pub mod ui;
 mod wadm;
 
 pub use archive::pack as pack_provider;
-pub use call::{call, call_and_print, call_answered, command_for, CallArgs};
+pub use call::{call, call_and_print, call_answered, command_for, CallArgs, FIRST_DEADLINE};
 pub use events::{print_events, read_events};
 pub use graph::graph_query;
-pub use lattice::{down, sibling, up, Lattice, UpOptions, PROVIDERS};
+pub use lattice::{down, restart_graph, restart_nats, sibling, up, Lattice, UpOptions, PROVIDERS};
 pub use objects::{get_object, put_object, OBJECTSTORE_ID};
 pub use status::status;
 
