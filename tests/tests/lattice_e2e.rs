@@ -84,6 +84,7 @@ fn main() -> ExitCode {
         eight_concurrent_writers_on_one_entity_lose_and_duplicate_nothing,
         killing_the_event_store_provider_mid_load_loses_no_acknowledged_event,
         killing_nats_server_mid_load_loses_no_acknowledged_event_and_everything_reconnects,
+        killing_the_host_and_its_providers_mid_load_loses_nothing_and_wadm_places_the_application_again,
         a_multi_event_append_is_one_commit_message_that_every_consumer_reads,
         the_audit_projection_mirrors_every_event_exactly_once_across_the_kills,
         the_graph_projection_catches_up_after_the_graph_database_was_killed,
@@ -504,6 +505,69 @@ fn killing_nats_server_mid_load_loses_no_acknowledged_event_and_everything_recon
         eprintln!(
             "nats-server kill: serving again after {:.1}s, commands acknowledged again after {:.1}s; {acked} acknowledged, {stored} stored, {failures} sends failed meanwhile",
             serving.as_secs_f64(),
+            recovered.as_secs_f64()
+        );
+    })
+}
+
+fn killing_the_host_and_its_providers_mid_load_loses_nothing_and_wadm_places_the_application_again(
+    s: &Shared,
+) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        let lattice = &s.lattice;
+        let load = Load::start(s, "load-host").await;
+        load.until_acked(10, Duration::from_secs(60), "before the kill", lattice)
+            .await;
+        // A lost machine: the host and every provider it started (they live under a directory
+        // named after the host's id; a SIGKILL of the host alone leaves them running).
+        let old_host = lattice.host_id().await.unwrap();
+        let host_pid: i32 = std::fs::read_to_string(lattice.cli.state_dir().join("host.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut pids = TestLattice::pids_of(&old_host);
+        assert!(!pids.is_empty(), "the host's providers run");
+        pids.push(host_pid);
+        for pid in &pids {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+        }
+        let before_kill = load.acked().await;
+        let t1 = Instant::now();
+        cim::restart_host(&lattice.cli).await.unwrap();
+        let host_up = t1.elapsed();
+        let new_host = lattice.host_id().await.unwrap();
+        assert_ne!(new_host, old_host, "a new host answers");
+        // wadm reaps the silent host and places the components and providers on the new one;
+        // the entity answers again, through a new event-store provider.
+        load.until_acked(
+            before_kill + 10,
+            Duration::from_secs(240),
+            "after the host was killed and started again",
+            lattice,
+        )
+        .await;
+        let recovered = t1.elapsed();
+        let (acked, stored, failures) = load.stop_and_check(&s.nats).await;
+        let status = cim::status::lattice_status(&lattice.cli, &s.nats)
+            .await
+            .unwrap();
+        assert_eq!(
+            status
+                .hosts
+                .iter()
+                .map(|h| h.id.as_str())
+                .collect::<Vec<_>>(),
+            [new_host.as_str()],
+            "only the new host serves"
+        );
+        eprintln!(
+            "host kill: new host up after {:.1}s, commands acknowledged again after {:.1}s; {acked} acknowledged, {stored} stored, {failures} sends failed meanwhile",
+            host_up.as_secs_f64(),
             recovered.as_secs_f64()
         );
     })
@@ -1151,6 +1215,7 @@ fn the_audit_projection_mirrors_every_event_exactly_once_across_the_kills(
             ("document", "hot"),
             ("document", "load"),
             ("document", "load-nats"),
+            ("document", "load-host"),
             ("document", "commit"),
             ("package", "hello"),
         ] {

@@ -297,6 +297,78 @@ pub async fn restart_graph(ctx: &Cli) -> anyhow::Result<u32> {
     Ok(start_graph(ctx.state_dir()).await?.1)
 }
 
+/// Seconds between host heartbeats (`--heartbeat-interval-secs`; wasmCloud's default is 30).
+const HEARTBEAT_SECS: u64 = 5;
+/// wadm's cleanup interval: a host without a heartbeat for more than two of these is removed
+/// and its components and providers are placed on the hosts that remain.
+const WADM_CLEANUP_SECS: u64 = 10;
+
+/// Starts the wasmCloud host unless it runs; waits until it answers on the control interface.
+async fn start_host(
+    ctx: &Cli,
+    host: &Daemon,
+    port: u16,
+    client: &async_nats::Client,
+) -> anyhow::Result<(u32, bool)> {
+    let (pid, started) = host.ensure(
+        &[
+            "--nats-host".into(),
+            "127.0.0.1".into(),
+            "--nats-port".into(),
+            port.to_string(),
+            "--nats-creds".into(),
+            ctx.creds(Role::Host).display().to_string(),
+            "--lattice".into(),
+            ctx.lattice().to_owned(),
+            "--allow-file-load".into(),
+            // Component → provider calls rehydrate whole streams; allow more than the 2 s default.
+            "--rpc-timeout-ms".into(),
+            "10000".into(),
+            "--heartbeat-interval-secs".into(),
+            HEARTBEAT_SECS.to_string(),
+            "--label".into(),
+            "cim.role=local".into(),
+        ],
+        // The host passes RUST_LOG on to the providers it starts: one filter for the host log.
+        &[(
+            "RUST_LOG",
+            std::env::var("CIM_HOST_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift_codegen=warn".into()),
+        )],
+    )?;
+    let ctl = wasmcloud_control_interface::ClientBuilder::new(client.clone())
+        .lattice(ctx.lattice())
+        .build();
+    poll(
+        "wasmCloud host",
+        Duration::from_secs(60),
+        Some(host),
+        || async {
+            ctl.get_hosts()
+                .await
+                .map(|h| !h.is_empty())
+                .unwrap_or(false)
+        },
+    )
+    .await?;
+    Ok((pid, started))
+}
+
+/// Starts the lattice's wasmCloud host again after it stopped (a crash, a kill), with the
+/// arguments `cim up` gave it, and waits until it answers. wadm then places the application
+/// on it by itself once the old host is reaped (see [`WADM_CLEANUP_SECS`]). Returns its pid.
+/// Providers of a host killed with SIGKILL outlive it (the host stops them only when it stops
+/// normally): stop those first. `cim up` does the same, then checks everything else.
+pub async fn restart_host(ctx: &Cli) -> anyhow::Result<u32> {
+    let dir = ctx.state_dir();
+    let port = LatticeFile::load(&dir.join("lattice.json"))
+        .context("no lattice was started here (run `cim up`)")?
+        .nats_port;
+    let host = Daemon::new("host", sibling("cim-host", "CIM_HOST_BIN")?, dir);
+    let client = ctx.connect(Role::Admin).await?;
+    Ok(start_host(ctx, &host, port, &client).await?.0)
+}
+
 /// Brings the local lattice up and deploys the manifest. Safe to run again.
 pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     let steps: usize = if opts.ollama_test_server { 9 } else { 8 };
@@ -376,7 +448,11 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
             "--nats-server".into(),
             format!("127.0.0.1:{port}"),
             "--nats-creds-file".into(),
-            creds.clone(),
+            creds,
+            // A host that stops heartbeating (5 s) is reaped after two such intervals, and what
+            // it ran placed elsewhere: ~20–30 s instead of the default 70 s interval's ~150 s.
+            "--cleanup-interval".into(),
+            WADM_CLEANUP_SECS.to_string(),
         ],
         &[("RUST_LOG", "info".into())],
     )?;
@@ -387,47 +463,10 @@ pub async fn up(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<Lattice> {
     done(t, &daemon_detail(pid, started));
 
     let t = step(5, steps, "wasmCloud host (wasmcloud-host 0.27.1)");
-    let (pid, started) = host.ensure(
-        &[
-            "--nats-host".into(),
-            "127.0.0.1".into(),
-            "--nats-port".into(),
-            port.to_string(),
-            "--nats-creds".into(),
-            creds,
-            "--lattice".into(),
-            lattice.clone(),
-            "--allow-file-load".into(),
-            // Component → provider calls rehydrate whole streams; allow more than the 2 s default.
-            "--rpc-timeout-ms".into(),
-            "10000".into(),
-            "--heartbeat-interval-secs".into(),
-            "5".into(),
-            "--label".into(),
-            "cim.role=local".into(),
-        ],
-        // The host passes RUST_LOG on to the providers it starts: one filter for the host log.
-        &[(
-            "RUST_LOG",
-            std::env::var("CIM_HOST_LOG")
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift_codegen=warn".into()),
-        )],
-    )?;
+    let (pid, started) = start_host(&ctx, &host, port, &client).await?;
     let ctl = wasmcloud_control_interface::ClientBuilder::new(client.clone())
         .lattice(&lattice)
         .build();
-    poll(
-        "wasmCloud host",
-        Duration::from_secs(60),
-        Some(&host),
-        || async {
-            ctl.get_hosts()
-                .await
-                .map(|h| !h.is_empty())
-                .unwrap_or(false)
-        },
-    )
-    .await?;
     done(t, &daemon_detail(pid, started));
 
     let t = step(

@@ -35,7 +35,9 @@ pub use archive::pack as pack_provider;
 pub use call::{call, call_and_print, call_answered, command_for, CallArgs, FIRST_DEADLINE};
 pub use events::{print_events, read_events};
 pub use graph::graph_query;
-pub use lattice::{down, restart_graph, restart_nats, sibling, up, Lattice, UpOptions, PROVIDERS};
+pub use lattice::{
+    down, restart_graph, restart_host, restart_nats, sibling, up, Lattice, UpOptions, PROVIDERS,
+};
 pub use objects::{get_object, put_object, OBJECTSTORE_ID};
 pub use status::status;
 
