@@ -1136,10 +1136,7 @@ fn a_multi_event_append_is_one_commit_message_that_every_consumer_reads(
 ) -> LocalBoxFuture<'_, ()> {
     Box::pin(async move {
         let (nats, l) = (&s.nats, &s.l);
-        let store_client =
-            wrpc_transport_nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"), None)
-                .await
-                .unwrap();
+        let store_client = cim_wrpc::nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"));
         let commit_entity = cim_wrpc::EntityRef {
             kind: "document".into(),
             id: "commit".into(),

@@ -15,6 +15,7 @@ pub mod bindings {
     });
 }
 
+pub mod nats;
 pub mod serve;
 
 pub use bindings::cim::ecs::types::{

@@ -56,9 +56,7 @@ pub async fn call(
     cmd: &Command,
 ) -> anyhow::Result<Result<Vec<RecordedEvent>, EcsError>> {
     let prefix = format!("{lattice}.{}", component_id(&cmd.entity.kind));
-    let client = wrpc_transport_nats::Client::new(nats.clone(), prefix.clone(), None)
-        .await
-        .context("cannot create a wRPC client")?;
+    let client = cim_wrpc::nats::Client::new(nats.clone(), prefix.clone());
     // The deadline covers the whole exchange, results included: a host that fails an
     // invocation (a trapped component) may never send a result.
     let answer = tokio::time::timeout(

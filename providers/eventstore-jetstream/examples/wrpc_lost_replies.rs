@@ -4,7 +4,9 @@
 //!
 //! `cargo run -p eventstore-jetstream --example wrpc_lost_replies -- [CALLERS] [CALLS] [BUSY] [TIMEOUT_SECS]`
 //!
-//! Prints `unanswered <n> of <total>`; with `RUST_LOG=wrpc_transport_nats=debug` the transport
+//! Runs the calls twice under the same load, through wrpc-transport-nats 0.29's client and
+//! through the CLI's `cim_wrpc::nats::Client` (which subscribes before it publishes), and
+//! prints `unanswered <n> of <total>` for each; with `RUST_LOG=wrpc_transport_nats=debug` the transport
 //! also logs every reply it drops because the call's subscription was not registered yet.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -86,13 +88,52 @@ async fn main() -> anyhow::Result<()> {
         },
     )?;
     let wit_event = cim_wrpc::event_out(event);
-    let client = wrpc_transport_nats::Client::new(nats.clone(), PREFIX, None).await?;
+    // Both callers under the same load, one after the other: the transport's client (what the
+    // host and the provider SDK call with) and the CLI's `cim_wrpc::nats::Client`.
+    let transport = wrpc_transport_nats::Client::new(nats.clone(), PREFIX, None).await?;
+    let (lost, took) = run_calls(transport, &wit_event, callers, calls, timeout).await?;
+    println!(
+        "unanswered {lost} of {} with wrpc-transport-nats 0.29's client ({callers} callers, {busy} busy threads, {took:.1}s)",
+        callers * calls
+    );
+    let ours = cim_wrpc::nats::Client::new(nats.clone(), PREFIX);
+    let (lost, took) = run_calls(ours, &wit_event, callers, calls, timeout).await?;
+    println!(
+        "unanswered {lost} of {} with cim_wrpc::nats::Client ({callers} callers, {busy} busy threads, {took:.1}s)",
+        callers * calls
+    );
+    stop.store(true, Ordering::Relaxed);
+    for hog in hogs {
+        let _ = hog.join();
+    }
+    Ok(())
+}
+
+fn tracing_subscriber_init() {
+    use tracing_subscriber::EnvFilter;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `callers` concurrent tasks making `calls` calls each through `client`; how many got no
+/// answer within `timeout`, and the seconds it all took.
+async fn run_calls<C>(
+    client: C,
+    event: &cim_wrpc::Event,
+    callers: usize,
+    calls: usize,
+    timeout: Duration,
+) -> anyhow::Result<(usize, f64)>
+where
+    C: wrpc_transport::Invoke<Context = Option<async_nats::HeaderMap>> + Clone + 'static,
+{
     let unanswered = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
-            let (client, ev, unanswered) =
-                (client.clone(), wit_event.clone(), Arc::clone(&unanswered));
+            let (client, ev, unanswered) = (client.clone(), event.clone(), Arc::clone(&unanswered));
             tokio::spawn(async move {
                 for _ in 0..calls {
                     let call = cim_wrpc::bindings::cim::ecs::reactor::on_event(&client, None, &ev);
@@ -110,23 +151,8 @@ async fn main() -> anyhow::Result<()> {
     for task in tasks {
         task.await?;
     }
-    stop.store(true, Ordering::Relaxed);
-    for hog in hogs {
-        let _ = hog.join();
-    }
-    println!(
-        "unanswered {} of {} ({callers} callers, {busy} busy threads, {:.1}s)",
+    Ok((
         unanswered.load(Ordering::Relaxed),
-        callers * calls,
-        t.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-fn tracing_subscriber_init() {
-    use tracing_subscriber::EnvFilter;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
+        t.elapsed().as_secs_f64(),
+    ))
 }
