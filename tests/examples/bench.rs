@@ -54,7 +54,8 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
     //    commit message) vs raw JetStream publishes of the same events (each acknowledged).
     const BATCHES: usize = 100;
     const BATCH: usize = 10;
-    let store_client = cim_wrpc::nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"));
+    let store_client =
+        wrpc_transport_nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"), None).await?;
     let entity = cim_wrpc::EntityRef {
         kind: "bench".into(),
         id: "append".into(),

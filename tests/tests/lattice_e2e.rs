@@ -326,15 +326,10 @@ impl Load {
                         &format!(r#"{{"tag":"k{w}-{i}"}}"#),
                         None,
                     );
-                    match cim::call_answered(
-                        &nats,
-                        &l,
-                        &cmd,
-                        cim::FIRST_DEADLINE,
-                        Duration::from_secs(10),
-                    )
-                    .await
-                    {
+                    // One send per write (`cim::call`, 30 s): resending every unanswered
+                    // write after 2 s while a part is down piles duplicate invocations on
+                    // the host during its recovery.
+                    match call(&nats, &l, &cmd).await {
                         Ok(Ok(evs)) => {
                             acked
                                 .lock()
@@ -1136,7 +1131,10 @@ fn a_multi_event_append_is_one_commit_message_that_every_consumer_reads(
 ) -> LocalBoxFuture<'_, ()> {
     Box::pin(async move {
         let (nats, l) = (&s.nats, &s.l);
-        let store_client = cim_wrpc::nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"));
+        let store_client =
+            wrpc_transport_nats::Client::new(nats.clone(), format!("{l}.cim-eventstore"), None)
+                .await
+                .unwrap();
         let commit_entity = cim_wrpc::EntityRef {
             kind: "document".into(),
             id: "commit".into(),

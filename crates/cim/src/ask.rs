@@ -50,7 +50,9 @@ pub async fn nearest(
 ) -> anyhow::Result<Vec<(String, f64)>> {
     check_question(question, top)?;
     let prefix = format!("{lattice}.{INFERENCE_ID}");
-    let client = cim_wrpc::nats::Client::new(nats.clone(), prefix.clone());
+    let client = wrpc_transport_nats::Client::new(nats.clone(), prefix.clone(), None)
+        .await
+        .context("cannot create a wRPC client")?;
     let vectors = tokio::time::timeout(
         EMBED_TIMEOUT,
         inference::embed(&client, None, model, &[question]),

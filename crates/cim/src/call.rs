@@ -56,7 +56,9 @@ pub async fn call(
     cmd: &Command,
 ) -> anyhow::Result<Result<Vec<RecordedEvent>, EcsError>> {
     let prefix = format!("{lattice}.{}", component_id(&cmd.entity.kind));
-    let client = cim_wrpc::nats::Client::new(nats.clone(), prefix.clone());
+    let client = wrpc_transport_nats::Client::new(nats.clone(), prefix.clone(), None)
+        .await
+        .context("cannot create a wRPC client")?;
     // The deadline covers the whole exchange, results included: a host that fails an
     // invocation (a trapped component) may never send a result.
     let answer = tokio::time::timeout(

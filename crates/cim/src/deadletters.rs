@@ -96,10 +96,13 @@ pub async fn retry(ctx: &Cli, durable: &str, sequence: u64) -> anyhow::Result<()
     let events = store
         .decode_stored(msg.subject.as_str(), &msg.headers, &msg.payload)
         .await?;
-    let wrpc = cim_wrpc::nats::Client::new(
+    let wrpc = wrpc_transport_nats::Client::new(
         nats.clone(),
         format!("{}.{}", ctx.lattice(), letter.reactor),
-    );
+        None,
+    )
+    .await
+    .context("cannot create a wRPC client")?;
     let mut delivered = 0;
     for event in events.into_iter().skip(letter.event_index) {
         let cid = event.cid.to_string();

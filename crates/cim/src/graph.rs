@@ -46,7 +46,10 @@ pub async fn graph_query(
     cypher: &str,
     params: &[Property],
 ) -> anyhow::Result<Result<Vec<Row>, EcsError>> {
-    let client = cim_wrpc::nats::Client::new(nats.clone(), format!("{lattice}.{GRAPH_ID}"));
+    let client =
+        wrpc_transport_nats::Client::new(nats.clone(), format!("{lattice}.{GRAPH_ID}"), None)
+            .await
+            .context("cannot create a wRPC client")?;
     let answer = tokio::time::timeout(QUERY_TIMEOUT, graph::query(&client, None, cypher, params))
         .await
         .with_context(|| format!("no answer from {GRAPH_ID} in time"))?

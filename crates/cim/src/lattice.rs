@@ -780,7 +780,11 @@ fn exports(wasm: &[u8], interface: &str) -> bool {
 async fn probe_entities(nats: &async_nats::Client, lattice: &str, ids: &[String]) -> bool {
     let probe = crate::call::command_for("cim-probe", "ready", "Probe", "{}", None);
     for id in ids {
-        let client = cim_wrpc::nats::Client::new(nats.clone(), format!("{lattice}.{id}"));
+        let Ok(client) =
+            wrpc_transport_nats::Client::new(nats.clone(), format!("{lattice}.{id}"), None).await
+        else {
+            return false;
+        };
         let answer = tokio::time::timeout(
             Duration::from_secs(3),
             cim_wrpc::bindings::cim::ecs::entity::handle(&client, None, &probe),

@@ -19,11 +19,10 @@ const OBJECT_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn objectstore_client(
     nats: &async_nats::Client,
     lattice: &str,
-) -> anyhow::Result<cim_wrpc::nats::Client> {
-    Ok(cim_wrpc::nats::Client::new(
-        nats.clone(),
-        format!("{lattice}.{OBJECTSTORE_ID}"),
-    ))
+) -> anyhow::Result<wrpc_transport_nats::Client> {
+    wrpc_transport_nats::Client::new(nats.clone(), format!("{lattice}.{OBJECTSTORE_ID}"), None)
+        .await
+        .context("cannot create a wRPC client")
 }
 
 async fn within<T>(

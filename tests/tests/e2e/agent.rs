@@ -203,7 +203,13 @@ pub async fn documents_are_classified_and_related_ones_linked(lattice: &TestLatt
     // A redelivered text (the event store delivers at least once) changes nothing.
     let (attached, _) = outcome(lattice, "inv-a").await;
     let nats = lattice.nats().await.unwrap();
-    let agent = cim_wrpc::nats::Client::new(nats, format!("{}.cim-agent", lattice.cli.lattice()));
+    let agent = wrpc_transport_nats::Client::new(
+        nats,
+        format!("{}.cim-agent", lattice.cli.lattice()),
+        None,
+    )
+    .await
+    .unwrap();
     let redelivered = cim_wrpc::event_out(attached);
     let answer = cim_tests::lattice::call_idempotent(
         "agent on-event (redelivery)",
