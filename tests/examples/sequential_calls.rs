@@ -8,8 +8,6 @@
 //! `cargo run -p cim-tests --example sequential_calls -- [CALLS=2000] [BUSY_THREADS=2]`
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cim_domain::EntityRef;
@@ -50,19 +48,7 @@ async fn run(lattice: &TestLattice, calls: usize, busy: usize) -> anyhow::Result
         )
         .await;
 
-    // Busy threads: a machine that is building something while the user works.
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs: Vec<_> = (0..busy)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                }
-            })
-        })
-        .collect();
+    let busy_threads = cim_testkit::BusyThreads::start(busy);
 
     let first = cim::FIRST_DEADLINE;
     let started = Instant::now();
@@ -90,10 +76,7 @@ async fn run(lattice: &TestLattice, calls: usize, busy: usize) -> anyhow::Result
         }
     }
     let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for h in hogs {
-        let _ = h.join();
-    }
+    drop(busy_threads);
 
     let nats = lattice.nats().await?;
     let events = cim::read_events(nats, &EntityRef::new("document", "loop")?).await?;

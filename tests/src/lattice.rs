@@ -165,6 +165,25 @@ impl TestLattice {
         stdout
     }
 
+    /// The pid of the lattice's daemon `name` (`nats`, `host`, `graph`, …), from its pid file.
+    pub fn daemon_pid(&self, name: &str) -> anyhow::Result<i32> {
+        let file = self.cli.state_dir().join(format!("{name}.pid"));
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} holds no pid", file.display()))
+    }
+
+    /// Kills process `pid` with SIGKILL: a crash, not a stop.
+    pub fn kill9(pid: i32) -> anyhow::Result<()> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .with_context(|| format!("cannot kill {pid}"))
+    }
+
     /// The command line of process `pid` (arguments joined by spaces; empty if it is gone).
     pub fn cmdline(pid: i32) -> String {
         std::fs::read(format!("/proc/{pid}/cmdline"))

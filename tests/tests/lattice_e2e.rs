@@ -412,11 +412,7 @@ fn killing_the_event_store_provider_mid_load_loses_no_acknowledged_event(
             .collect();
         assert_eq!(pids.len(), 1, "the event-store provider process is running");
         for pid in &pids {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
+            TestLattice::kill9(*pid).unwrap();
         }
         // Recovery: the host restarts the provider; writes are acknowledged again.
         let before_kill = load.acked().await;
@@ -445,21 +441,12 @@ fn killing_nats_server_mid_load_loses_no_acknowledged_event_and_everything_recon
         let load = Load::start(s, "load-nats").await;
         load.until_acked(10, Duration::from_secs(60), "before the kill", lattice)
             .await;
-        let pid_file = lattice.cli.state_dir().join("nats.pid");
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let pid = lattice.daemon_pid("nats").unwrap();
         assert!(
             TestLattice::cmdline(pid).contains("nats-server"),
             "{pid} is nats-server"
         );
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        TestLattice::kill9(pid).unwrap();
         let before_kill = load.acked().await;
         let t1 = Instant::now();
         // Started again on the same port, configuration and JetStream store, as `cim up` would.
@@ -516,20 +503,12 @@ fn killing_the_host_and_its_providers_mid_load_loses_nothing_and_wadm_places_the
         // A lost machine: the host and every provider it started (they live under a directory
         // named after the host's id; a SIGKILL of the host alone leaves them running).
         let old_host = lattice.host_id().await.unwrap();
-        let host_pid: i32 = std::fs::read_to_string(lattice.cli.state_dir().join("host.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let host_pid = lattice.daemon_pid("host").unwrap();
         let mut pids = TestLattice::pids_of(&old_host);
         assert!(!pids.is_empty(), "the host's providers run");
         pids.push(host_pid);
         for pid in &pids {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
+            TestLattice::kill9(*pid).unwrap();
         }
         let before_kill = load.acked().await;
         let t1 = Instant::now();
@@ -1307,16 +1286,8 @@ fn the_graph_projection_catches_up_after_the_graph_database_was_killed(
 ) -> LocalBoxFuture<'_, ()> {
     Box::pin(async move {
         let (lattice, nats, l) = (&s.lattice, &s.nats, &s.l);
-        let pid: i32 = std::fs::read_to_string(lattice.cli.state_dir().join("graph.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        let pid = lattice.daemon_pid("graph").unwrap();
+        TestLattice::kill9(pid).unwrap();
         // Commands go on while the graph is down: the projection cannot write them yet.
         for i in 0..3 {
             let id = format!("graph-outage-{i}");

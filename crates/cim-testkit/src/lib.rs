@@ -10,7 +10,7 @@ mod nats;
 mod process;
 
 pub use nats::{nats_greets, nats_version, NatsServer, MIN_NATS_VERSION};
-pub use process::{free_port, poll_until, ChildGuard};
+pub use process::{free_port, poll_until, BusyThreads, ChildGuard};
 
 use std::path::PathBuf;
 

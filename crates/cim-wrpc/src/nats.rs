@@ -38,7 +38,11 @@ const PROTOCOL: &str = "wrpc.0.0.1";
 pub struct Client {
     nats: async_nats::Client,
     prefix: String,
+    handshake: std::time::Duration,
 }
+
+/// How long a call waits for the callee's handshake by default.
+pub const HANDSHAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Client {
     /// A client calling functions served under `prefix` over `nats`.
@@ -46,7 +50,15 @@ impl Client {
         Self {
             nats,
             prefix: prefix.into(),
+            handshake: HANDSHAKE_DEADLINE,
         }
+    }
+
+    /// The same client, waiting at most `deadline` for a callee's handshake (the results have
+    /// no deadline here: bound the whole call where it is made).
+    pub fn with_handshake_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.handshake = deadline;
+        self
     }
 
     /// The subject a call of `func` of `instance` is published to.
@@ -134,10 +146,17 @@ impl wrpc_transport::Invoke for Client {
         // The handshake: the callee's channel for the rest of the parameters. (The callee
         // sends it before any result; results seen first are kept all the same.)
         let mut early = std::collections::VecDeque::new();
+        let deadline = tokio::time::Instant::now() + self.handshake;
         let handshake = loop {
-            let msg = sub
-                .next()
+            let msg = tokio::time::timeout_at(deadline, sub.next())
                 .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no handshake from {} within {:?}",
+                        self.prefix,
+                        self.handshake
+                    )
+                })?
                 .context("the reply subscription ended before the handshake")?;
             if msg.subject.as_str() == reply {
                 break msg;

@@ -259,15 +259,20 @@ async fn start_nats(nats: &Daemon, conf: &Path, port: u16) -> anyhow::Result<(u3
     Ok((pid, started))
 }
 
+/// The NATS port `cim up` gave the lattice in `dir`.
+fn started_port(dir: &Path) -> anyhow::Result<u16> {
+    Ok(LatticeFile::load(&dir.join("lattice.json"))
+        .context("no lattice was started here (run `cim up`)")?
+        .nats_port)
+}
+
 /// Starts the lattice's nats-server again after it stopped (a crash, a kill), on the port,
 /// configuration and JetStream store `cim up` gave it, and waits until it serves; the host,
 /// wadm and the providers reconnect by themselves. Returns its pid (the running one's if it
 /// never stopped). `cim up` does the same, then checks everything else.
 pub async fn restart_nats(ctx: &Cli) -> anyhow::Result<u32> {
     let dir = ctx.state_dir();
-    let port = LatticeFile::load(&dir.join("lattice.json"))
-        .context("no lattice was started here (run `cim up`)")?
-        .nats_port;
+    let port = started_port(dir)?;
     let nats = Daemon::new("nats", nats_server()?, dir);
     Ok(start_nats(&nats, &dir.join("nats.conf"), port).await?.0)
 }
@@ -361,9 +366,7 @@ async fn start_host(
 /// normally): stop those first. `cim up` does the same, then checks everything else.
 pub async fn restart_host(ctx: &Cli) -> anyhow::Result<u32> {
     let dir = ctx.state_dir();
-    let port = LatticeFile::load(&dir.join("lattice.json"))
-        .context("no lattice was started here (run `cim up`)")?
-        .nats_port;
+    let port = started_port(dir)?;
     let host = Daemon::new("host", sibling("cim-host", "CIM_HOST_BIN")?, dir);
     let client = ctx.connect(Role::Admin).await?;
     Ok(start_host(ctx, &host, port, &client).await?.0)

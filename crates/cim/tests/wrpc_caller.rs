@@ -3,7 +3,7 @@
 //! same wire protocol both ways, parameters and results larger than one NATS message, a
 //! function nothing serves, and many concurrent calls on a busy machine, each answered.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,24 +103,35 @@ async fn a_function_nothing_serves_is_an_error_at_once() {
     assert!(format!("{err:#}").contains("no responders"), "{err:#}");
 }
 
+#[tokio::test]
+async fn a_callee_that_never_answers_the_handshake_is_an_error_after_the_deadline() {
+    let server = NatsServer::start().unwrap();
+    let nats = connect(&server).await;
+    // Something subscribed to the function's subject that never answers.
+    let _silent = nats
+        .subscribe("test.cim-silent.wrpc.0.0.1.cim:ecs/entity@0.1.0.handle")
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let client = cim_wrpc::nats::Client::new(nats, "test.cim-silent")
+        .with_handshake_deadline(Duration::from_millis(300));
+    let cmd = cim::command_for("silent", "s-1", "Do", "{}", None);
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        cim_wrpc::bindings::cim::ecs::entity::handle(&client, None, &cmd),
+    )
+    .await
+    .expect("the client's own deadline ends the wait")
+    .expect_err("no handshake");
+    assert!(format!("{err:#}").contains("no handshake"), "{err:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_one_of_many_concurrent_calls_on_a_busy_machine_is_answered() {
     let server = NatsServer::start().unwrap();
     let nats = connect(&server).await;
     serve_echo(&nats, "test.cim-echo").await;
-    // Two threads that keep both cores busy, as a build does.
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs: Vec<_> = (0..2)
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                }
-            })
-        })
-        .collect();
+    let busy_threads = cim_testkit::BusyThreads::start(2);
     let client = cim_wrpc::nats::Client::new(nats.clone(), "test.cim-echo");
     let unanswered = Arc::new(AtomicUsize::new(0));
     let mut callers = Vec::new();
@@ -152,10 +163,7 @@ async fn every_one_of_many_concurrent_calls_on_a_busy_machine_is_answered() {
     for c in callers {
         c.await.unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
-    for h in hogs {
-        h.join().unwrap();
-    }
+    drop(busy_threads);
     assert_eq!(
         unanswered.load(Ordering::Relaxed),
         0,

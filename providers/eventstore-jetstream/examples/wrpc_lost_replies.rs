@@ -9,7 +9,7 @@
 //! prints `unanswered <n> of <total>` for each; with `RUST_LOG=wrpc_transport_nats=debug` the transport
 //! also logs every reply it drops because the call's subscription was not registered yet.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,18 +63,7 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let hogs: Vec<_> = (0..busy)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                }
-            })
-        })
-        .collect();
+    let busy_threads = cim_testkit::BusyThreads::start(busy);
     let entity = EntityRef::new("race", "r")?;
     let event = RecordedEvent::seal(
         &entity,
@@ -102,10 +91,7 @@ async fn main() -> anyhow::Result<()> {
         "unanswered {lost} of {} with cim_wrpc::nats::Client ({callers} callers, {busy} busy threads, {took:.1}s)",
         callers * calls
     );
-    stop.store(true, Ordering::Relaxed);
-    for hog in hogs {
-        let _ = hog.join();
-    }
+    drop(busy_threads);
     Ok(())
 }
 
