@@ -3,7 +3,7 @@
 //! [`EntityHost`] loads an entity component (`components/<name>`, built fresh by
 //! [`cim_testkit::build_components`]) into wasmtime with the component model, implements its
 //! imports in-process (the `cim:ecs/eventstore` interface over [`MemoryLog`], `wasi:logging`,
-//! WASI p2) and calls its `cim:ecs/entity.handle` export, instantiating the component per call
+//! `wasi:config/store`, WASI p2) and calls its `cim:ecs/entity.handle` export, instantiating the component per call
 //! exactly as the wasmCloud host does.
 
 pub mod browser;
@@ -60,6 +60,24 @@ pub enum LogLevel {
     Critical,
 }
 
+/// The error variant of `wasi:config/store@0.2.0-draft`.
+#[derive(
+    Debug,
+    Clone,
+    wasmtime::component::ComponentType,
+    wasmtime::component::Lift,
+    wasmtime::component::Lower,
+)]
+#[component(variant)]
+pub enum ConfigError {
+    /// `upstream`
+    #[component(name = "upstream")]
+    Upstream(String),
+    /// `io`
+    #[component(name = "io")]
+    Io(String),
+}
+
 /// One line a guest logged through `wasi:logging`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -82,6 +100,11 @@ pub struct Backend {
     pub logs: Vec<LogLine>,
     /// When set, `append` fails with this error (to test how components report backend failures).
     pub fail_appends: Option<EcsError>,
+    /// The component's config, as `wasi:config/store` serves it (wadm's `config` in the
+    /// wasmCloud host).
+    pub config: BTreeMap<String, String>,
+    /// How many events `read` returned so far.
+    pub events_read: u64,
 }
 
 struct HostState {
@@ -151,6 +174,7 @@ impl generated::cim::ecs::eventstore::Host for HostState {
             .log
             .read(&entity, from, max)
             .map_err(error_out)?;
+        self.backend.events_read += events.len() as u64;
         Ok(events.into_iter().map(event_out).collect())
     }
 
@@ -217,6 +241,22 @@ impl EntityHost {
                     Ok(())
                 },
             )?;
+        let mut config = linker.instance("wasi:config/store@0.2.0-draft")?;
+        config.func_wrap(
+            "get",
+            |store: wasmtime::StoreContextMut<'_, HostState>, (key,): (String,)| {
+                let value = store.data().backend.config.get(&key).cloned();
+                Ok((Ok::<_, ConfigError>(value),))
+            },
+        )?;
+        config.func_wrap(
+            "get-all",
+            |store: wasmtime::StoreContextMut<'_, HostState>, (): ()| {
+                let all: Vec<(String, String)> =
+                    store.data().backend.config.clone().into_iter().collect();
+                Ok((Ok::<_, ConfigError>(all),))
+            },
+        )?;
         // Instantiate once up front so a component with unsatisfied imports fails here.
         linker
             .instantiate_pre(&component)

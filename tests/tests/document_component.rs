@@ -276,3 +276,91 @@ fn a_tampered_history_is_detected_on_rehydration() {
         "nothing appended to a corrupt chain"
     );
 }
+
+/// A document with `tags` tags, created on a host whose component config is `config`.
+fn tagged(config: &[(&str, &str)], id: &str, tags: usize) -> EntityHost {
+    let mut h = host();
+    for (k, v) in config {
+        h.backend.config.insert((*k).into(), (*v).into());
+    }
+    h.handle(&command("document", id, "Create", &create_json(), None))
+        .unwrap()
+        .unwrap();
+    for i in 0..tags {
+        let tag = format!(r#"{{"tag":"t{i}"}}"#);
+        h.handle(&command("document", id, "Tag", &tag, None))
+            .unwrap()
+            .unwrap();
+    }
+    h
+}
+
+#[test]
+fn the_component_saves_a_snapshot_every_configured_number_of_events_and_reads_only_after_it() {
+    let mut h = tagged(&[("snapshot-every", "5")], "s1", 11);
+    let snapshot = h.backend.snapshots.get("document/s1").expect("a snapshot");
+    assert_eq!(snapshot.version, 10, "saved at 5 and 10 of 12 events");
+    let stored = h.backend.log.events(&doc("s1"));
+    assert_eq!(snapshot.last_cid, stored[9].cid.to_string());
+    let before = h.backend.events_read;
+    let events = h
+        .handle(&command("document", "s1", "Tag", r#"{"tag":"t99"}"#, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(events[0].version, 13);
+    assert_eq!(
+        h.backend.events_read - before,
+        3,
+        "the snapshot's own event (to check its CID) and the two after it"
+    );
+    // A tag the document already has, known only from the snapshot's state: nothing new.
+    let again = h
+        .handle(&command("document", "s1", "Tag", r#"{"tag":"t0"}"#, None))
+        .unwrap()
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn a_snapshot_setting_that_is_not_a_number_is_refused_and_stores_nothing() {
+    let mut h = host();
+    h.backend
+        .config
+        .insert("snapshot-every".into(), "often".into());
+    let err = h
+        .handle(&command("document", "s2", "Create", &create_json(), None))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, EcsError::Unavailable(m) if m.contains("snapshot-every") && m.contains("often")),
+        "{err:?}"
+    );
+    assert!(h.backend.log.is_empty());
+}
+
+#[test]
+fn an_unusable_snapshot_is_logged_and_the_command_decides_on_the_whole_history() {
+    let mut h = tagged(&[("snapshot-every", "4")], "s3", 5);
+    let snapshot = h
+        .backend
+        .snapshots
+        .get_mut("document/s3")
+        .expect("a snapshot");
+    snapshot.state = b"not a snapshot".to_vec();
+    let before = h.backend.events_read;
+    // t1 was tagged before the snapshot: deciding on the whole history knows it.
+    let events = h
+        .handle(&command("document", "s3", "Tag", r#"{"tag":"t1"}"#, None))
+        .unwrap()
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+    assert!(h.backend.events_read - before >= 6, "every event was read");
+    assert!(
+        h.backend
+            .logs
+            .iter()
+            .any(|l| l.level == LogLevel::Warn && l.message.contains("ignored")),
+        "{:?}",
+        h.backend.logs
+    );
+}

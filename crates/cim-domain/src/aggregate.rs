@@ -12,9 +12,17 @@ use thiserror::Error;
 use crate::ident::{IdentError, Token};
 
 /// An entity type: pure, synchronous decisions over a state folded from events.
-pub trait Aggregate: Default {
+///
+/// The state is serializable so entity components can keep snapshots of it
+/// ([`crate::snapshot`]).
+pub trait Aggregate: Default + Serialize + DeserializeOwned {
     /// The entity kind this aggregate serves (`document`), a valid subject token.
     const KIND: &'static str;
+    /// The version of the state's shape and of the rules that fold events into it, recorded in
+    /// every snapshot. Bump it whenever `apply` or the state's fields change meaning: a
+    /// snapshot written under another schema is ignored and the entity replayed from its
+    /// events, never decided on.
+    const STATE_SCHEMA: u32 = 1;
     /// Commands, an externally tagged serde enum.
     type Command: DeserializeOwned;
     /// Events, an externally tagged serde enum.
@@ -147,17 +155,24 @@ pub struct EventCodec;
 impl EventCodec {
     /// Splits a message into its name and JSON payload (`null` for a field-less message).
     pub fn encode<M: Serialize>(message: &M) -> Result<(Token, Vec<u8>), CodecError> {
-        let value = serde_json::to_value(message).map_err(CodecError::Serialize)?;
-        let (name, payload) = match value {
-            Value::String(name) => (name, Value::Null),
-            Value::Object(map) if map.len() == 1 => {
-                let (name, payload) = map.into_iter().next().ok_or(CodecError::NotTagged)?;
-                (name, payload)
+        // Serialized directly, never through `serde_json::Value`: a struct's fields keep
+        // their declaration order whatever features other crates turn on for serde_json
+        // (`preserve_order` changes how a `Value` orders its keys), so a component and a
+        // native build encode an event to the same bytes and the same CID.
+        let bytes = serde_json::to_vec(message).map_err(CodecError::Serialize)?;
+        let (name, payload) = if bytes.first() == Some(&b'"') {
+            let name: String = serde_json::from_slice(&bytes).map_err(CodecError::Serialize)?;
+            (name, b"null".to_vec())
+        } else {
+            let tagged: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+                serde_json::from_slice(&bytes).map_err(|_| CodecError::NotTagged)?;
+            let mut entries = tagged.into_iter();
+            match (entries.next(), entries.next()) {
+                (Some((name, payload)), None) => (name, payload.get().as_bytes().to_vec()),
+                _ => return Err(CodecError::NotTagged),
             }
-            _ => return Err(CodecError::NotTagged),
         };
-        let bytes = serde_json::to_vec(&payload).map_err(CodecError::Serialize)?;
-        Ok((Token::parse("message name", &name)?, bytes))
+        Ok((Token::parse("message name", &name)?, payload))
     }
 
     /// Joins a name and a JSON payload into a message. An empty payload means `null`; a

@@ -10,6 +10,7 @@ use crate::envelope::Envelope;
 use crate::error::EcsError;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::ident::{EntityRef, Token};
+use crate::snapshot::{decode_body, encode_body, RecentCommands, Snapshot, SnapshotError};
 
 /// Largest command payload accepted, in bytes. Larger content belongs in the object store,
 /// referenced by CID.
@@ -35,6 +36,38 @@ pub trait EventLog {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, EcsError>;
+
+    /// The latest snapshot of `entity`, if the log keeps snapshots and one was saved.
+    fn load_snapshot(&mut self, _entity: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
+        Ok(None)
+    }
+
+    /// Saves a snapshot (a log that keeps none ignores it).
+    fn save_snapshot(&mut self, _snapshot: Snapshot) -> Result<(), EcsError> {
+        Ok(())
+    }
+}
+
+/// How often an entity component saves a snapshot, by default: every this many events.
+///
+/// A command then reads at most this many events besides the snapshot, whatever the
+/// entity's history (see `docs/benchmarks.md` for the measured cost per event read).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 32;
+
+/// How [`handle_command_with`] uses snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Save a snapshot once this many events were appended after the one a command started
+    /// from; 0 saves none (snapshots already saved are still used).
+    pub snapshot_every: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+        }
+    }
 }
 
 /// A command as it arrives, before validation.
@@ -113,13 +146,35 @@ pub fn rehydrate_seeing<A: Aggregate>(
     }
 }
 
-/// Handles one command for aggregate `A`: the complete behaviour of an entity component.
-///
-/// Nothing is appended unless the command is valid, the entity accepts it and the log's
-/// optimistic-concurrency check passes.
+/// Handles one command for aggregate `A` with the default [`Settings`]: the complete
+/// behaviour of an entity component. See [`handle_command_with`].
 pub fn handle_command<A: Aggregate>(
     log: &mut impl EventLog,
     req: CommandRequest,
+) -> Result<Vec<RecordedEvent>, EcsError> {
+    handle_command_with::<A>(log, req, Settings::default(), |_| {})
+}
+
+/// Handles one command for aggregate `A`: validate, load the latest snapshot, read and verify
+/// the events after it, decide, append, and save a snapshot every
+/// [`Settings::snapshot_every`] events.
+///
+/// Nothing is appended unless the command is valid, the entity accepts it and the log's
+/// optimistic-concurrency check passes. A snapshot that cannot be used (unreadable, another
+/// state schema, naming an event the stream does not hold) and a snapshot that cannot be
+/// saved are told to `notice` and cost a full replay, never a wrong decision or a failed
+/// command.
+///
+/// A command is answered once: when the entity's recent commands
+/// ([`RECENT_COMMANDS`](crate::snapshot::RECENT_COMMANDS) of them, kept across snapshots)
+/// include this command id (a retry after a lost answer, or the same command sent twice),
+/// its stored events are the answer — the same CIDs, nothing appended, whatever the expected
+/// version says. A command that was refused stored nothing and is decided again.
+pub fn handle_command_with<A: Aggregate>(
+    log: &mut impl EventLog,
+    req: CommandRequest,
+    settings: Settings,
+    mut notice: impl FnMut(&str),
 ) -> Result<Vec<RecordedEvent>, EcsError> {
     let entity = EntityRef::new(&req.kind, &req.id).map_err(invalid)?;
     if entity.kind.as_str() != A::KIND {
@@ -139,18 +194,45 @@ pub fn handle_command<A: Aggregate>(
     }
     let command: A::Command = EventCodec::decode(&req.name, &req.payload).map_err(invalid)?;
 
+    let mut fold = Fold::<A>::start(log, &entity, &mut notice)?;
     // A caller who named no expected version asked for no version check: when another
-    // command appended meanwhile, read again and decide again (the rules see the newer
-    // state), a bounded number of times. Only an explicit expected version yields `conflict`.
+    // command appended meanwhile, read the newer events and decide again (the rules see the
+    // newer state), a bounded number of times. Only an explicit expected version yields
+    // `conflict`.
     let mut attempt = 1;
     loop {
-        match decide_and_append::<A>(log, &entity, &req, &command) {
+        fold.catch_up(log, &entity)?;
+        if let Some(earlier) = fold.recent.find(&req.meta.id).cloned() {
+            return answer_again(log, &entity, &req.meta.id, earlier.from, earlier.count);
+        }
+        let version = fold.verifier.version();
+        if let Some(expected) = req.expected_version {
+            if expected != version {
+                return Err(EcsError::Conflict {
+                    expected,
+                    actual: version,
+                });
+            }
+        }
+        let decided = fold
+            .state
+            .decide(&command)
+            .map_err(|e| EcsError::Rejected(e.to_string()))?;
+        if decided.is_empty() {
+            return Ok(Vec::new());
+        }
+        match log.append(&entity, version, new_events::<A>(&req, &decided)?) {
+            Ok(stored) => {
+                fold.folded_own(&stored, decided)?;
+                fold.save_if_due(log, &entity, settings, &mut notice);
+                return Ok(stored);
+            }
             Err(EcsError::Conflict { .. })
                 if req.expected_version.is_none() && attempt < MAX_DECISIONS =>
             {
                 attempt += 1;
             }
-            outcome => return outcome,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -162,42 +244,207 @@ pub fn handle_command<A: Aggregate>(
 /// that.
 pub const MAX_DECISIONS: u32 = 64;
 
-/// One decision: rehydrate, check the expected version, decide, append at the version read.
-///
-/// A command is answered once: when the history already holds events of this command id (a
-/// retry after a lost answer, or the same command sent twice), those events are the answer —
-/// the same CIDs, nothing appended, whatever the expected version says. A command that was
-/// refused stored nothing and is decided again.
-fn decide_and_append<A: Aggregate>(
+/// An entity's state folded so far, with the verified position of its chain.
+struct Fold<A> {
+    state: A,
+    verifier: ChainVerifier,
+    recent: RecentCommands,
+    /// The version of the snapshot the fold started from (0: from the first event).
+    snapshot_version: u64,
+    /// Set when the events after the position are known to be read already.
+    caught_up: bool,
+}
+
+impl<A: Aggregate> Fold<A> {
+    fn empty() -> Self {
+        Self {
+            state: A::default(),
+            verifier: ChainVerifier::new(),
+            recent: RecentCommands::default(),
+            snapshot_version: 0,
+            caught_up: false,
+        }
+    }
+
+    /// Starts from the latest usable snapshot, or from nothing.
+    fn start(
+        log: &mut impl EventLog,
+        entity: &EntityRef,
+        notice: &mut impl FnMut(&str),
+    ) -> Result<Self, EcsError> {
+        let snapshot = match log.load_snapshot(entity) {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Ok(Self::empty()),
+            Err(e) => {
+                notice(&format!(
+                    "snapshot of {entity} could not be loaded ({e}); replaying its events"
+                ));
+                return Ok(Self::empty());
+            }
+        };
+        match Self::resume(log, entity, snapshot)? {
+            Ok(fold) => Ok(fold),
+            Err(why) => {
+                notice(&format!(
+                    "snapshot of {entity} ignored ({why}); replaying its events"
+                ));
+                Ok(Self::empty())
+            }
+        }
+    }
+
+    /// Resumes from `snapshot` after checking it names an event of the stream: the read
+    /// starts at the snapshot's own version, whose event must carry the snapshot's CID.
+    /// The outer error is the store's failure, the inner one why the snapshot is not used.
+    fn resume(
+        log: &mut impl EventLog,
+        entity: &EntityRef,
+        snapshot: Snapshot,
+    ) -> Result<Result<Self, SnapshotError>, EcsError> {
+        if snapshot.entity != *entity {
+            return Ok(Err(SnapshotError::Foreign {
+                expected: entity.to_string(),
+                found: snapshot.entity.to_string(),
+            }));
+        }
+        let (state, recent) = match decode_body::<A>(entity, &snapshot.state) {
+            Ok(body) => body,
+            Err(why) => return Ok(Err(why)),
+        };
+        let not_in_stream = || SnapshotError::NotInStream {
+            version: snapshot.version,
+            cid: snapshot.last_cid.to_string(),
+        };
+        if snapshot.version == 0 {
+            return Ok(Err(not_in_stream()));
+        }
+        let page = log.read(entity, snapshot.version, READ_PAGE)?;
+        match page.first() {
+            Some(at) if at.version == snapshot.version && at.cid == snapshot.last_cid => {}
+            _ => return Ok(Err(not_in_stream())),
+        }
+        let mut fold = Self {
+            state,
+            verifier: ChainVerifier::after(entity.clone(), snapshot.version, snapshot.last_cid),
+            recent,
+            snapshot_version: snapshot.version,
+            caught_up: false,
+        };
+        fold.fold_all(&page[1..])?;
+        fold.caught_up = page.len() < READ_PAGE as usize;
+        Ok(Ok(fold))
+    }
+
+    /// Reads, verifies and folds every event after the current position.
+    fn catch_up(&mut self, log: &mut impl EventLog, entity: &EntityRef) -> Result<(), EcsError> {
+        if std::mem::take(&mut self.caught_up) {
+            return Ok(());
+        }
+        loop {
+            let page = log.read(entity, self.verifier.version() + 1, READ_PAGE)?;
+            self.fold_all(&page)?;
+            if page.len() < READ_PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    fn fold_all(&mut self, events: &[RecordedEvent]) -> Result<(), EcsError> {
+        for ev in events {
+            self.verify(ev)?;
+            let domain: A::Event =
+                EventCodec::decode(ev.name.as_str(), &ev.payload).map_err(|e| {
+                    EcsError::Unavailable(format!("stored event cannot be decoded: {e}"))
+                })?;
+            self.state.apply(&domain);
+        }
+        Ok(())
+    }
+
+    fn verify(&mut self, ev: &RecordedEvent) -> Result<(), EcsError> {
+        self.verifier
+            .push(ev)
+            .map_err(|e| EcsError::Unavailable(format!("event chain is corrupt: {e}")))?;
+        self.recent.record(ev);
+        Ok(())
+    }
+
+    /// Folds the events this command just appended (`stored`, decided as `decided`).
+    fn folded_own(
+        &mut self,
+        stored: &[RecordedEvent],
+        decided: Vec<A::Event>,
+    ) -> Result<(), EcsError> {
+        for ev in stored {
+            self.verify(ev)?;
+        }
+        decided.iter().for_each(|ev| self.state.apply(ev));
+        Ok(())
+    }
+
+    /// Saves a snapshot when `settings` say one is due; a failure is only noticed.
+    fn save_if_due(
+        &self,
+        log: &mut impl EventLog,
+        entity: &EntityRef,
+        settings: Settings,
+        notice: &mut impl FnMut(&str),
+    ) {
+        let version = self.verifier.version();
+        if settings.snapshot_every == 0 || version - self.snapshot_version < settings.snapshot_every
+        {
+            return;
+        }
+        let Some(last_cid) = self.verifier.last_cid() else {
+            return;
+        };
+        let saved = encode_body(entity, &self.state, &self.recent)
+            .map_err(|e| EcsError::Unavailable(format!("encoding the state: {e}")))
+            .and_then(|state| {
+                log.save_snapshot(Snapshot {
+                    entity: entity.clone(),
+                    version,
+                    last_cid,
+                    state,
+                })
+            });
+        if let Err(e) = saved {
+            notice(&format!(
+                "snapshot of {entity} at version {version} not saved: {e}"
+            ));
+        }
+    }
+}
+
+/// The stored events of the command `command_id`, `count` of them from version `from`: the
+/// answer to a command sent again.
+fn answer_again(
     log: &mut impl EventLog,
     entity: &EntityRef,
-    req: &CommandRequest,
-    command: &A::Command,
+    command_id: &str,
+    from: u64,
+    count: u32,
 ) -> Result<Vec<RecordedEvent>, EcsError> {
-    let mut earlier = Vec::new();
-    let (state, version) = rehydrate_seeing::<A>(log, entity, |ev| {
-        if caused_by(ev, &req.meta.id) {
-            earlier.push(ev.clone());
-        }
-    })?;
-    if !earlier.is_empty() {
-        return Ok(earlier);
+    let events = log.read(entity, from, count)?;
+    let complete = events.len() == count as usize
+        && events
+            .iter()
+            .zip(from..)
+            .all(|(ev, version)| ev.version == version && caused_by(ev, command_id));
+    if !complete {
+        return Err(EcsError::Unavailable(format!(
+            "the events of command {command_id} at version {from} of {entity} could not be read back"
+        )));
     }
-    if let Some(expected) = req.expected_version {
-        if expected != version {
-            return Err(EcsError::Conflict {
-                expected,
-                actual: version,
-            });
-        }
-    }
-    let decided = state
-        .decide(command)
-        .map_err(|e| EcsError::Rejected(e.to_string()))?;
-    if decided.is_empty() {
-        return Ok(Vec::new());
-    }
-    let new_events = decided
+    Ok(events)
+}
+
+/// The events `decided` for `req`, ready to append.
+fn new_events<A: Aggregate>(
+    req: &CommandRequest,
+    decided: &[A::Event],
+) -> Result<Vec<NewEvent>, EcsError> {
+    decided
         .iter()
         .enumerate()
         .map(|(i, ev)| {
@@ -223,18 +470,18 @@ fn decide_and_append<A: Aggregate>(
                 },
             })
         })
-        .collect::<Result<Vec<_>, EcsError>>()?;
-    log.append(entity, version, new_events)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Snapshot;
     use crate::testing::MemoryLog;
     use serde::{Deserialize, Serialize};
 
     /// A counter that refuses to go above its limit.
-    #[derive(Default)]
+    #[derive(Default, Serialize, Deserialize)]
     struct Counter(u64);
 
     #[derive(Deserialize)]
@@ -495,5 +742,208 @@ mod tests {
             handle_command::<Counter>(&mut log, req("c", "Add", r#"{"by":1}"#, None)).unwrap_err();
         assert!(matches!(err, EcsError::Unavailable(_)), "{err:?}");
         assert_eq!(log.events(&entity("c")).len(), 2);
+    }
+
+    /// Handles `request` saving a snapshot every `every` events; returns the outcome and
+    /// what was noticed.
+    fn handle_every(
+        log: &mut MemoryLog,
+        request: CommandRequest,
+        every: u64,
+    ) -> (Result<Vec<RecordedEvent>, EcsError>, Vec<String>) {
+        let mut notices = Vec::new();
+        let outcome = handle_command_with::<Counter>(
+            log,
+            request,
+            Settings {
+                snapshot_every: every,
+            },
+            |n| notices.push(n.to_owned()),
+        );
+        (outcome, notices)
+    }
+
+    /// `n` commands adding 1 each to counter `a`, a snapshot every `every` events.
+    fn history(log: &mut MemoryLog, n: u64, every: u64) {
+        for _ in 0..n {
+            let (outcome, notices) = handle_every(log, req("a", "Add", r#"{"by":1}"#, None), every);
+            outcome.unwrap();
+            assert!(notices.is_empty(), "{notices:?}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_saved_every_n_events() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 70, 32);
+        assert_eq!(log.snapshot(&entity("a")).map(|s| s.version), Some(64));
+        let mut none = MemoryLog::new();
+        history(&mut none, 70, 0);
+        assert!(none.snapshot(&entity("a")).is_none(), "0 saves none");
+    }
+
+    #[test]
+    fn after_a_snapshot_a_command_reads_only_the_events_after_it() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 100, 32);
+        let before = log.events_read();
+        let (outcome, _) = handle_every(&mut log, req("a", "Add", r#"{"by":1}"#, None), 32);
+        assert_eq!(outcome.unwrap()[0].version, 101);
+        // The snapshot is at 96: its own event (checked against the snapshot's CID) and 97–100.
+        assert_eq!(log.events_read() - before, 5);
+        let (state, _) = rehydrate::<Counter>(&mut log, &entity("a")).unwrap();
+        assert_eq!(state.0, 101);
+    }
+
+    #[test]
+    fn a_decision_from_a_snapshot_equals_one_from_the_whole_history() {
+        let mut with = MemoryLog::new();
+        let mut without = MemoryLog::new();
+        for (log, every) in [(&mut with, 32), (&mut without, 0)] {
+            for _ in 0..199 {
+                handle_every(log, req("a", "Add", r#"{"by":5}"#, None), every)
+                    .0
+                    .unwrap();
+            }
+        }
+        // 199 × 5 + 5 = 1000 is the limit: both accept the fifth Add and refuse the sixth.
+        for log in [&mut with, &mut without] {
+            let (ok, _) = handle_every(log, req("a", "Add", r#"{"by":5}"#, None), 32);
+            assert!(ok.is_ok());
+            let (refused, _) = handle_every(log, req("a", "Add", r#"{"by":1}"#, None), 32);
+            assert!(matches!(refused, Err(EcsError::Rejected(_))), "{refused:?}");
+        }
+    }
+
+    /// Replaces the snapshot of counter `a` by `edit` of it.
+    fn tamper(log: &mut MemoryLog, edit: impl FnOnce(&mut Snapshot)) {
+        let mut snapshot = log.snapshot(&entity("a")).cloned().expect("a snapshot");
+        edit(&mut snapshot);
+        log.put_snapshot(snapshot);
+    }
+
+    /// One command on a tampered snapshot: it must be decided on the full history (all 40
+    /// events read), give the right state and report why the snapshot was ignored.
+    fn decided_on_full_replay(log: &mut MemoryLog, why: &str) {
+        let before = log.events_read();
+        let (outcome, notices) = handle_every(log, req("a", "Add", r#"{"by":1}"#, None), 0);
+        assert_eq!(outcome.unwrap()[0].version, 41);
+        // Every event from the first (after the events the snapshot's check read).
+        assert!(log.events_read() - before >= 40, "a full replay");
+        assert!(
+            notices.len() == 1 && notices[0].contains("ignored") && notices[0].contains(why),
+            "{notices:?}"
+        );
+        let (state, _) = rehydrate::<Counter>(log, &entity("a")).unwrap();
+        assert_eq!(state.0, 41);
+    }
+
+    #[test]
+    fn a_snapshot_of_another_state_schema_is_ignored_and_reported() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        tamper(&mut log, |s| {
+            let body = String::from_utf8(s.state.clone()).unwrap();
+            s.state = body
+                .replace("\"state-schema\":1", "\"state-schema\":2")
+                .replace("\"state\":32", "\"state\":999")
+                .into_bytes();
+        });
+        decided_on_full_replay(&mut log, "schema 2");
+    }
+
+    #[test]
+    fn a_snapshot_naming_an_event_not_in_the_stream_is_ignored_and_reported() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        let other = log.events(&entity("a"))[20].cid;
+        tamper(&mut log, |s| s.last_cid = other);
+        decided_on_full_replay(&mut log, "does not hold");
+    }
+
+    #[test]
+    fn a_snapshot_beyond_the_end_of_the_stream_is_ignored_and_reported() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        tamper(&mut log, |s| s.version = 41);
+        decided_on_full_replay(&mut log, "does not hold");
+    }
+
+    #[test]
+    fn an_unreadable_snapshot_is_ignored_and_reported() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        tamper(&mut log, |s| s.state = b"{not json".to_vec());
+        decided_on_full_replay(&mut log, "cannot be read");
+    }
+
+    #[test]
+    fn a_snapshot_of_another_entity_is_ignored_and_reported() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        tamper(&mut log, |s| {
+            let body = String::from_utf8(s.state.clone()).unwrap();
+            s.state = body.replace("counter/a", "counter/b").into_bytes();
+        });
+        decided_on_full_replay(&mut log, "counter/b");
+    }
+
+    #[test]
+    fn a_command_sent_again_after_a_snapshot_is_still_answered_once() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 31, 32);
+        // The 32nd event is this command's, and its append saves the snapshot at 32.
+        let (first, _) = handle_every(&mut log, req_id("lost-reply", r#"{"by":2}"#, None), 32);
+        let first = first.unwrap();
+        assert_eq!(log.snapshot(&entity("a")).map(|s| s.version), Some(32));
+        history(&mut log, 5, 32);
+        let (again, notices) =
+            handle_every(&mut log, req_id("lost-reply", r#"{"by":2}"#, None), 32);
+        assert!(notices.is_empty(), "{notices:?}");
+        assert_eq!(again.unwrap(), first, "the same events, the same CIDs");
+        assert_eq!(log.events(&entity("a")).len(), 37, "nothing appended");
+    }
+
+    #[test]
+    fn a_snapshot_that_cannot_be_saved_fails_no_command() {
+        /// A log whose snapshot bucket refuses every save.
+        struct Refusing(MemoryLog);
+        impl EventLog for Refusing {
+            fn read(
+                &mut self,
+                e: &EntityRef,
+                from: u64,
+                max: u32,
+            ) -> Result<Vec<RecordedEvent>, EcsError> {
+                self.0.read(e, from, max)
+            }
+            fn append(
+                &mut self,
+                e: &EntityRef,
+                v: u64,
+                evs: Vec<NewEvent>,
+            ) -> Result<Vec<RecordedEvent>, EcsError> {
+                self.0.append(e, v, evs)
+            }
+            fn save_snapshot(&mut self, _: Snapshot) -> Result<(), EcsError> {
+                Err(EcsError::Unavailable("bucket is read-only".into()))
+            }
+        }
+        let mut log = Refusing(MemoryLog::new());
+        let mut notices = Vec::new();
+        for _ in 0..2 {
+            handle_command_with::<Counter>(
+                &mut log,
+                req("a", "Add", r#"{"by":1}"#, None),
+                Settings { snapshot_every: 1 },
+                |n| notices.push(n.to_owned()),
+            )
+            .expect("appended although the snapshot was not saved");
+        }
+        assert_eq!(log.0.events(&entity("a")).len(), 2);
+        assert!(
+            notices.len() == 2 && notices[0].contains("read-only"),
+            "{notices:?}"
+        );
     }
 }

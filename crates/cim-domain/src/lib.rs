@@ -9,7 +9,9 @@
 //! - [`event`]: new and recorded events and their content identifiers.
 //! - [`chain`]: verification of an entity's CID chain.
 //! - [`aggregate`]: the `decide`/`apply` contract of an entity type.
-//! - [`handler`]: the command pipeline an entity component runs (read, fold, decide, append).
+//! - [`handler`]: the command pipeline an entity component runs (load a snapshot, read, fold,
+//!   decide, append).
+//! - [`snapshot`]: snapshots of an entity's state and its recent command ids.
 //! - [`testing`]: given/when/then helpers for aggregates.
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ pub mod event;
 pub mod handler;
 pub mod ident;
 pub mod media;
+pub mod snapshot;
 pub mod subject;
 pub mod testing;
 pub mod wit;
@@ -30,9 +33,10 @@ pub use chain::{verify_chain, ChainError, ChainVerifier};
 pub use envelope::Envelope;
 pub use error::EcsError;
 pub use event::{event_cid, object_cid, parse_cid, CidError, NewEvent, RecordedEvent};
-pub use handler::{handle_command, CommandRequest, EventLog};
+pub use handler::{handle_command, handle_command_with, CommandRequest, EventLog, Settings};
 pub use ident::{EntityRef, IdentError, Token};
 pub use media::{check_media_type, MediaTypeError};
+pub use snapshot::Snapshot;
 pub use subject::{Subject, SubjectError};
 
 /// serde, for the macros of [`wit`] expanded in other crates.

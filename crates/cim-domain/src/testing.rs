@@ -4,7 +4,7 @@
 //! # use cim_domain::testing::given;
 //! # use cim_domain::Aggregate;
 //! # use serde::{Deserialize, Serialize};
-//! # #[derive(Default)] struct Counter(u32);
+//! # #[derive(Default, Serialize, Deserialize)] struct Counter(u32);
 //! # #[derive(Deserialize)] enum Cmd { Add }
 //! # #[derive(Debug, PartialEq, Serialize, Deserialize)] enum Ev { Added }
 //! # impl Aggregate for Counter {
@@ -26,6 +26,7 @@ use crate::error::EcsError;
 use crate::event::{NewEvent, RecordedEvent};
 use crate::handler::EventLog;
 use crate::ident::EntityRef;
+use crate::snapshot::Snapshot;
 
 /// The state built from a history, waiting for a command.
 pub struct Given<A: Aggregate> {
@@ -88,6 +89,8 @@ where
 #[derive(Debug, Default, Clone)]
 pub struct MemoryLog {
     streams: BTreeMap<EntityRef, Vec<RecordedEvent>>,
+    snapshots: BTreeMap<EntityRef, Snapshot>,
+    events_read: u64,
 }
 
 impl MemoryLog {
@@ -116,6 +119,22 @@ impl MemoryLog {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// How many events all reads so far returned.
+    pub fn events_read(&self) -> u64 {
+        self.events_read
+    }
+
+    /// The saved snapshot of `entity`.
+    pub fn snapshot(&self, entity: &EntityRef) -> Option<&Snapshot> {
+        self.snapshots.get(entity)
+    }
+
+    /// Replaces the snapshot of an entity without the store's check, for fault injection in
+    /// tests (a stale, foreign or forged snapshot).
+    pub fn put_snapshot(&mut self, snapshot: Snapshot) {
+        self.snapshots.insert(snapshot.entity.clone(), snapshot);
+    }
 }
 
 impl EventLog for MemoryLog {
@@ -126,13 +145,36 @@ impl EventLog for MemoryLog {
         max: u32,
     ) -> Result<Vec<RecordedEvent>, EcsError> {
         let start = from.max(1) - 1;
-        Ok(self
+        let page: Vec<RecordedEvent> = self
             .events(entity)
             .iter()
             .skip(usize::try_from(start).unwrap_or(usize::MAX))
             .take(max as usize)
             .cloned()
-            .collect())
+            .collect();
+        self.events_read += page.len() as u64;
+        Ok(page)
+    }
+
+    fn load_snapshot(&mut self, entity: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
+        Ok(self.snapshots.get(entity).cloned())
+    }
+
+    /// Saves a snapshot after the check the event store makes: it names an event of the
+    /// entity's chain.
+    fn save_snapshot(&mut self, snapshot: Snapshot) -> Result<(), EcsError> {
+        let named = usize::try_from(snapshot.version)
+            .ok()
+            .and_then(|v| v.checked_sub(1))
+            .and_then(|i| self.events(&snapshot.entity).get(i));
+        if named.map(|e| e.cid) != Some(snapshot.last_cid) {
+            return Err(EcsError::NotFound(format!(
+                "{} has no event {} at version {}",
+                snapshot.entity, snapshot.last_cid, snapshot.version
+            )));
+        }
+        self.put_snapshot(snapshot);
+        Ok(())
     }
 
     fn append(

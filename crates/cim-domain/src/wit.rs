@@ -179,6 +179,42 @@ macro_rules! imported_event_log {
                     .map(stored_event_in)
                     .collect()
             }
+
+            fn load_snapshot(
+                &mut self,
+                entity: &$crate::EntityRef,
+            ) -> Result<Option<$crate::Snapshot>, $crate::EcsError> {
+                let Some(s) = eventstore::load_snapshot(&entity_out(entity)).map_err(error_in)?
+                else {
+                    return Ok(None);
+                };
+                let malformed = |m: String| {
+                    $crate::EcsError::Unavailable(format!(
+                        "event store returned a malformed snapshot: {m}"
+                    ))
+                };
+                Ok(Some($crate::Snapshot {
+                    entity: $crate::EntityRef::new(&s.entity.kind, &s.entity.id)
+                        .map_err(|x| malformed(x.to_string()))?,
+                    version: s.version,
+                    last_cid: $crate::parse_cid(&s.last_cid)
+                        .map_err(|x| malformed(x.to_string()))?,
+                    state: Vec::from(s.state),
+                }))
+            }
+
+            fn save_snapshot(
+                &mut self,
+                snapshot: $crate::Snapshot,
+            ) -> Result<(), $crate::EcsError> {
+                eventstore::save_snapshot(&eventstore::Snapshot {
+                    entity: entity_out(&snapshot.entity),
+                    version: snapshot.version,
+                    last_cid: snapshot.last_cid.to_string(),
+                    state: snapshot.state.into(),
+                })
+                .map_err(error_in)
+            }
         }
     };
 }

@@ -30,14 +30,41 @@ pub use bindings::cim::ecs::types::{
     Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
 };
 
-use cim_domain::{Aggregate, CommandRequest};
+use cim_domain::{Aggregate, CommandRequest, Settings};
 
 cim_domain::wit_conversions!();
 
 cim_domain::imported_event_log!();
 
+/// The component config key (wadm `config` of the component) naming how many events are
+/// appended between snapshots; `0` saves none. Unset means
+/// [`cim_domain::handler::DEFAULT_SNAPSHOT_EVERY`].
+pub const SNAPSHOT_EVERY_KEY: &str = "snapshot-every";
+
+/// The component's [`Settings`], from its config; a value that is not a whole number is the
+/// operator's mistake, reported to every caller until it is fixed.
+fn settings() -> Result<Settings, cim_domain::EcsError> {
+    use wasmcloud_component::wasi::config::store;
+    let value = store::get(SNAPSHOT_EVERY_KEY).map_err(|e| {
+        cim_domain::EcsError::Unavailable(format!("reading the component config: {e:?}"))
+    })?;
+    match value {
+        None => Ok(Settings::default()),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(|snapshot_every| Settings { snapshot_every })
+            .map_err(|_| {
+                cim_domain::EcsError::Unavailable(format!(
+                    "component config {SNAPSHOT_EVERY_KEY}={v:?} is not a whole number of events (0 saves no snapshots)"
+                ))
+            }),
+    }
+}
+
 /// Handles a command for aggregate `A` against the imported event store: the whole body of an
-/// entity component's `handle` export. Outcomes are logged through `wasi:logging`.
+/// entity component's `handle` export. Outcomes are logged through `wasi:logging`, and so is
+/// a snapshot that could not be used or saved.
 pub fn handle<A: Aggregate>(cmd: Command) -> Result<Vec<Event>, EcsError> {
     let target = format!("{}/{} {}", cmd.entity.kind, cmd.entity.id, cmd.name);
     let request = CommandRequest {
@@ -48,7 +75,12 @@ pub fn handle<A: Aggregate>(cmd: Command) -> Result<Vec<Event>, EcsError> {
         expected_version: cmd.expected_version,
         meta: envelope_in(cmd.meta),
     };
-    match cim_domain::handle_command::<A>(&mut ImportedLog, request) {
+    let outcome = settings().and_then(|settings| {
+        cim_domain::handle_command_with::<A>(&mut ImportedLog, request, settings, |notice| {
+            wasmcloud_component::warn!(context: A::KIND, "{notice}");
+        })
+    });
+    match outcome {
         Ok(events) => {
             wasmcloud_component::debug!(context: A::KIND, "{target}: {} event(s) appended", events.len());
             Ok(events.into_iter().map(event_out).collect())

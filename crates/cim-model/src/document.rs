@@ -161,7 +161,7 @@ impl From<String> for DocumentError {
 }
 
 /// The state of a document, folded from its events.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
     created: bool,
     archived: bool,

@@ -200,7 +200,7 @@ pub enum PackageEvent {
 }
 
 /// Where a package is in its pipeline.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Nothing submitted yet.
     #[default]
@@ -248,7 +248,7 @@ impl From<String> for PackageError {
 }
 
 /// The state of a package, folded from its events.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     phase: Phase,
     author: String,
