@@ -24,6 +24,70 @@ fn new_event(i: usize) -> NewEvent {
     }
 }
 
+/// Creates document `id` with a history of `history` events (the created event, then
+/// classifications written straight to the store, so the state stays small while the history
+/// grows), then times 100 `Tag` commands on it after one warm-up command (which replays the
+/// whole history once and saves the first snapshot). Returns the p50 and how many calls went
+/// unanswered.
+async fn history_p50(
+    nats: &async_nats::Client,
+    lattice: &str,
+    store: &EventStore,
+    id: &str,
+    history: u64,
+) -> anyhow::Result<(Duration, usize)> {
+    let create = r#"{"title":"t","content_cid":"bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e","media_type":"a/b","categories":["x"]}"#;
+    call(
+        nats,
+        lattice,
+        &command_for("document", id, "Create", create, None),
+    )
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let entity = EntityRef::new("document", id)?;
+    let mut version = 1;
+    while version < history {
+        let n = (history - version).min(500);
+        let events = (0..n)
+            .map(|i| NewEvent {
+                name: Token::parse("event name", "DocumentClassified").unwrap(),
+                schema_version: 1,
+                payload: br#"{"category":"x","confidence":0.5,"classified_by":"bench"}"#.to_vec(),
+                meta: Envelope::originating(format!("{id}-history-{}-1", version + i), 0),
+            })
+            .collect();
+        store.append(&entity, version, events).await?;
+        version += n;
+    }
+    let mut lost = 0;
+    let mut times = Vec::new();
+    for i in 0..=100 {
+        let tag = format!(r#"{{"tag":"t{i}"}}"#);
+        let t = Instant::now();
+        match call(
+            nats,
+            lattice,
+            &command_for("document", id, "Tag", &tag, None),
+        )
+        .await
+        {
+            Ok(answer) => {
+                answer.map_err(|e| anyhow::anyhow!("{e}"))?;
+                if i > 0 {
+                    times.push(t.elapsed());
+                }
+            }
+            Err(e) => {
+                eprintln!("{id} Tag {i}: {e:#}");
+                lost += 1;
+            }
+        }
+    }
+    anyhow::ensure!(!times.is_empty(), "no command on {id} was answered");
+    times.sort();
+    Ok((percentile(&times, 0.5), lost))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -238,6 +302,22 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
     println!(
         "ratio roundtrip_p99_command_vs_raw: {:.2}",
         r99.as_secs_f64() / c99.as_secs_f64()
+    );
+
+    // 2b. A command's cost against its entity's history: p50 of a command on a document with
+    //     10 000 events ÷ on one with 10 (1.0: history costs nothing; the component starts
+    //     from its latest snapshot and reads at most `snapshot-every` events after it).
+    let (short, short_lost) = history_p50(&nats, &l, &direct_store, "hist-10", 10).await?;
+    let (long, long_lost) = history_p50(&nats, &l, &direct_store, "hist-10000", 10_000).await?;
+    println!(
+        "round trip at history 10: p50 {:.2} ms; at history 10 000: p50 {:.2} ms ({} unanswered)",
+        short.as_secs_f64() * 1e3,
+        long.as_secs_f64() * 1e3,
+        short_lost + long_lost
+    );
+    println!(
+        "ratio roundtrip_p50_history_10000_vs_10: {:.2}",
+        long.as_secs_f64() / short.as_secs_f64()
     );
 
     // 3. Replay of 10k events: the store's verified read vs a raw ordered consumer over the

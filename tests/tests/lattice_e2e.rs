@@ -77,6 +77,7 @@ fn main() -> ExitCode {
         bad_input_gets_a_typed_error_and_stores_nothing,
         cim_call_refuses_bad_arguments_with_their_reason_and_reads_a_payload_file,
         a_command_sent_again_with_its_id_is_answered_with_the_same_events_stored_once,
+        a_long_lived_entity_is_snapshotted_and_a_snapshot_of_another_schema_is_ignored,
         a_message_that_is_not_an_event_is_skipped_and_reported_and_hides_nothing,
         content_round_trips_by_cid_large_payloads_are_offloaded_and_corruption_is_detected,
         garbage_on_the_wrpc_subjects_stalls_nothing,
@@ -821,6 +822,81 @@ fn a_command_sent_again_with_its_id_is_answered_with_the_same_events_stored_once
             .filter(|e| e.name.as_str() == "TextAttached")
             .count();
         assert_eq!(texts, 1, "stored once");
+    })
+}
+
+fn a_long_lived_entity_is_snapshotted_and_a_snapshot_of_another_schema_is_ignored(
+    s: &Shared,
+) -> LocalBoxFuture<'_, ()> {
+    Box::pin(async move {
+        let (lattice, nats, l) = (&s.lattice, &s.nats, &s.l);
+        // Issue 15, item 1: the manifest's `snapshot-every: "32"` makes the document component
+        // save a snapshot at version 32; the next commands start from it.
+        send(nats, l, "document", "long", "Create", &create_doc(), None)
+            .await
+            .unwrap();
+        for i in 1..=40 {
+            let tag = format!(r#"{{"tag":"t{i}"}}"#);
+            send(nats, l, "document", "long", "Tag", &tag, None)
+                .await
+                .unwrap();
+        }
+        let admin = lattice
+            .nats_as(cim::Role::Admin)
+            .await
+            .expect("an admin connection");
+        let bucket = async_nats::jetstream::new(admin)
+            .get_key_value(cim_nats::names::SNAPSHOTS_BUCKET)
+            .await
+            .expect("the snapshot bucket");
+        let bytes = bucket
+            .get("document.long")
+            .await
+            .expect("the snapshot bucket answers")
+            .expect("a snapshot of document/long");
+        let mut snapshot = cim_nats::store::Snapshot::decode(&bytes).unwrap();
+        let events = stored(nats, "document", "long").await;
+        assert_eq!(events.len(), 41);
+        assert_eq!(snapshot.version, 32, "saved every 32 events");
+        assert_eq!(snapshot.last_cid, events[31].cid.to_string());
+        let body: serde_json::Value = serde_json::from_slice(&snapshot.state).unwrap();
+        assert_eq!(body["entity"], "document/long");
+        assert_eq!(body["state-schema"], 1);
+        assert!(body["state"]["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|x| x == "t31")));
+
+        // A snapshot written under another state schema, claiming the document has no tags:
+        // ignored (logged by the component), so t1, known from the events, is not tagged again.
+        let mut stale = body.clone();
+        stale["state-schema"] = 0.into();
+        stale["state"]["tags"] = serde_json::json!([]);
+        snapshot.state = serde_json::to_vec(&stale).unwrap();
+        bucket
+            .put("document.long", snapshot.encode().unwrap().into())
+            .await
+            .expect("the stale snapshot written");
+        let again = send(nats, l, "document", "long", "Tag", r#"{"tag":"t1"}"#, None)
+            .await
+            .unwrap();
+        assert!(
+            again.is_empty(),
+            "decided on the events, not the snapshot: {again:?}"
+        );
+        assert_eq!(stored(nats, "document", "long").await.len(), 41);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = lattice.log_tail("host", 400);
+            if log.contains("snapshot of document/long ignored") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the host log does not report the ignored snapshot:\n{}",
+                lattice.log_tail("host", 40)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     })
 }
 
