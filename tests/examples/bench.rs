@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use cim::{call, command_for};
@@ -175,6 +176,50 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
         raw.as_secs_f64() / provider.as_secs_f64()
     );
 
+    // 1b. One-event appends through the provider, against the same raw publish-acks: the
+    //     provider's own overhead per append (the line above measures batching). An append
+    //     left unanswered for 10 s is sent again (appends are deduplicated by CID) and counted.
+    let single = cim_wrpc::EntityRef {
+        kind: "bench".into(),
+        id: "append-single".into(),
+    };
+    let mut single_lost = 0;
+    let t = Instant::now();
+    for i in 0..BATCHES * BATCH {
+        let e = new_event(i);
+        let events = [cim_wrpc::NewEvent {
+            name: e.name.to_string(),
+            schema_version: 1,
+            payload: e.payload.into(),
+            meta: cim_wrpc::envelope_out(e.meta),
+        }];
+        loop {
+            let append = cim_wrpc::bindings::cim::ecs::eventstore::append(
+                &store_client,
+                None,
+                &single,
+                i as u64,
+                &events,
+            );
+            match tokio::time::timeout(Duration::from_secs(10), append).await {
+                Ok(answer) => {
+                    answer?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    break;
+                }
+                Err(_) => single_lost += 1,
+            }
+        }
+    }
+    let single_time = t.elapsed();
+    println!(
+        "append provider, one event per append: {:.0} events/s ({single_lost} unanswered and sent again)",
+        n / single_time.as_secs_f64()
+    );
+    println!(
+        "ratio append_single_provider_vs_raw: {:.2}",
+        raw.as_secs_f64() / single_time.as_secs_f64()
+    );
+
     // Where the provider's time goes: the same batches through `EventStore::append` in this
     // process (head lookup, CID sealing, one commit message), without wRPC and the provider.
     let direct_store = EventStore::open(nats.clone()).await?;
@@ -304,6 +349,71 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
         r99.as_secs_f64() / c99.as_secs_f64()
     );
 
+    // 2a. Throughput of 16 concurrent callers, each creating its own documents, against 16
+    //     concurrent raw publish-ack loops. Unanswered calls are counted, not timed.
+    const CALLERS: usize = 16;
+    const PER_CALLER: usize = 25;
+    let t = Instant::now();
+    let callers = (0..CALLERS).map(|c| {
+        let (nats, l) = (nats.clone(), l.clone());
+        async move {
+            let mut lost = 0;
+            for i in 0..PER_CALLER {
+                let id = format!("cc{c}-{i}");
+                match call(
+                    &nats,
+                    &l,
+                    &command_for("document", &id, "Create", create, None),
+                )
+                .await
+                {
+                    Ok(answer) => {
+                        answer.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
+                    Err(e) => {
+                        eprintln!("concurrent caller {c}, call {i}: {e:#}");
+                        lost += 1;
+                    }
+                }
+            }
+            anyhow::Ok(lost)
+        }
+    });
+    let concurrent_lost: usize = futures::future::try_join_all(callers)
+        .await?
+        .into_iter()
+        .sum();
+    let commands_time = t.elapsed();
+    let t = Instant::now();
+    let loops = (0..CALLERS).map(|c| {
+        let (js, headers) = (js.clone(), headers.clone());
+        async move {
+            for i in 0..PER_CALLER {
+                js.publish_with_headers(
+                    format!("bench.raw.cc{c}-{i}"),
+                    headers.clone(),
+                    Bytes::from(new_event(i).payload),
+                )
+                .await?
+                .await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(loops).await?;
+    let raw_concurrent = t.elapsed();
+    let total = (CALLERS * PER_CALLER) as f64;
+    println!(
+        "concurrent commands: {:.0}/s from {CALLERS} callers ({concurrent_lost} of {} unanswered); raw: {:.0} publish-acks/s",
+        (total - concurrent_lost as f64) / commands_time.as_secs_f64(),
+        CALLERS * PER_CALLER,
+        total / raw_concurrent.as_secs_f64()
+    );
+    println!(
+        "ratio commands_concurrent_vs_raw: {:.2}",
+        raw_concurrent.as_secs_f64() / commands_time.as_secs_f64()
+    );
+
     // 2b. A command's cost against its entity's history: p50 of a command on a document with
     //     10 000 events ÷ on one with 10 (1.0: history costs nothing; the component starts
     //     from its latest snapshot and reads at most `snapshot-every` events after it).
@@ -318,6 +428,54 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
     println!(
         "ratio roundtrip_p50_history_10000_vs_10: {:.2}",
         long.as_secs_f64() / short.as_secs_f64()
+    );
+
+    // 2c. Where a command's time goes, stage by stage, each measured on its own (p50 of 100):
+    //     a command the component refuses before touching the store (the call to the host,
+    //     instantiation, the reply), then the component's three store calls as the
+    //     component makes them, through wRPC and the provider, on the 10 000-event document.
+    let mut refused = command_for("document", "hist-10000", "Tag", r#"{"tag":"x"}"#, None);
+    refused.name = "No.Such".into();
+    let mut stage_call = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        if let Ok(answer) = call(&nats, &l, &refused).await {
+            anyhow::ensure!(answer.is_err(), "the refused command was accepted");
+            stage_call.push(t.elapsed());
+        }
+    }
+    let long_doc = cim_wrpc::EntityRef {
+        kind: "document".into(),
+        id: "hist-10000".into(),
+    };
+    let es = &store_client;
+    let (mut stage_load, mut stage_read) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let t = Instant::now();
+        cim_wrpc::bindings::cim::ecs::eventstore::load_snapshot(es, None, &long_doc)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .context("the 10 000-event document has a snapshot")?;
+        stage_load.push(t.elapsed());
+        let t = Instant::now();
+        let tail = cim_wrpc::bindings::cim::ecs::eventstore::read(es, None, &long_doc, 10_000, 32)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(tail.len() == 32, "read {} events", tail.len());
+        stage_read.push(t.elapsed());
+    }
+    for v in [&mut stage_call, &mut stage_load, &mut stage_read] {
+        anyhow::ensure!(!v.is_empty(), "a stage was never answered");
+        v.sort();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "command stages (p50): call + instantiate + reply {:.2} ms; load-snapshot {:.2} ms; read 32 events {:.2} ms; append one event {:.2} ms (mean of 1b); whole command {:.2} ms",
+        ms(percentile(&stage_call, 0.5)),
+        ms(percentile(&stage_load, 0.5)),
+        ms(percentile(&stage_read, 0.5)),
+        ms(single_time / (BATCHES * BATCH) as u32),
+        ms(c50)
     );
 
     // 3. Replay of 10k events: the store's verified read vs a raw ordered consumer over the

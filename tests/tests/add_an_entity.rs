@@ -122,6 +122,15 @@ fn the_add_an_entity_guide_works_as_written() {
         dir: copy.clone(),
         env: vec![
             ("CARGO_TARGET_DIR".into(), target.display().to_string()),
+            // scripts/cim runs this build of cim (and so of the host and providers), not
+            // the release build scripts/run makes.
+            (
+                "CIM_BIN".into(),
+                cim::sibling("cim", "CIM_BIN")
+                    .unwrap()
+                    .display()
+                    .to_string(),
+            ),
             (
                 "CIM_GUEST_TARGET_DIR".into(),
                 target.join("guide/guests").display().to_string(),
