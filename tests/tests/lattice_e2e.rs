@@ -831,7 +831,9 @@ fn a_long_lived_entity_is_snapshotted_and_a_snapshot_of_another_schema_is_ignore
     Box::pin(async move {
         let (lattice, nats, l) = (&s.lattice, &s.nats, &s.l);
         // Issue 15, item 1: the manifest's `snapshot-every: "32"` makes the document component
-        // save a snapshot at version 32; the next commands start from it.
+        // save a snapshot at version 32; the next commands start from it. (Unset, the
+        // component would save none before version 64: a snapshot at 32 shows the host
+        // hands the component its wadm config.)
         send(nats, l, "document", "long", "Create", &create_doc(), None)
             .await
             .unwrap();
@@ -857,7 +859,10 @@ fn a_long_lived_entity_is_snapshotted_and_a_snapshot_of_another_schema_is_ignore
         let mut snapshot = cim_nats::store::Snapshot::decode(&bytes).unwrap();
         let events = stored(nats, "document", "long").await;
         assert_eq!(events.len(), 41);
-        assert_eq!(snapshot.version, 32, "saved every 32 events");
+        assert_eq!(
+            snapshot.version, 32,
+            "saved every 32 events, as the manifest says"
+        );
         assert_eq!(snapshot.last_cid, events[31].cid.to_string());
         let body: serde_json::Value = serde_json::from_slice(&snapshot.state).unwrap();
         assert_eq!(body["entity"], "document/long");

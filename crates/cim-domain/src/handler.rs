@@ -52,7 +52,7 @@ pub trait EventLog {
 ///
 /// A command then reads at most this many events besides the snapshot, whatever the
 /// entity's history (see `docs/benchmarks.md` for the measured cost per event read).
-pub const DEFAULT_SNAPSHOT_EVERY: u64 = 32;
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 64;
 
 /// How [`handle_command_with`] uses snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
