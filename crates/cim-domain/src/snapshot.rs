@@ -218,7 +218,10 @@ pub fn decode_body<A: Aggregate>(
             found: header.state_schema,
         });
     }
-    let body: SnapshotBody<A> = serde_json::from_slice(bytes).map_err(unreadable)?;
+    let mut body: SnapshotBody<A> = serde_json::from_slice(bytes).map_err(unreadable)?;
+    // Written by us, the list is never longer; a longer one is kept to the same bound.
+    let excess = body.commands.0.len().saturating_sub(RECENT_COMMANDS);
+    body.commands.0.drain(..excess);
     Ok((body.state, body.commands))
 }
 
@@ -270,6 +273,37 @@ mod tests {
         );
         assert_eq!(recent.find("b").map(|c| (c.from, c.count)), Some((3, 1)));
         assert_eq!(recent.len(), 3);
+    }
+
+    #[test]
+    fn a_stored_list_longer_than_the_bound_is_cut_to_its_latest_commands() {
+        #[derive(Default, Serialize, Deserialize)]
+        struct Unit;
+        impl Aggregate for Unit {
+            const KIND: &'static str = "counter";
+            type Command = ();
+            type Event = ();
+            type Error = String;
+            fn decide(&self, _: &()) -> Result<Vec<()>, String> {
+                Ok(vec![])
+            }
+            fn apply(&mut self, _: &()) {}
+        }
+        let entity = EntityRef::new("counter", "a").unwrap();
+        let long = RecentCommands(
+            (1..=RECENT_COMMANDS as u64 + 5)
+                .map(|v| CommandEvents {
+                    id: format!("c{v}"),
+                    from: v,
+                    count: 1,
+                })
+                .collect(),
+        );
+        let body = encode_body(&entity, &Unit, &long).unwrap();
+        let (_, commands) = decode_body::<Unit>(&entity, &body).unwrap();
+        assert_eq!(commands.len(), RECENT_COMMANDS);
+        assert!(commands.find("c5").is_none());
+        assert!(commands.find("c6").is_some());
     }
 
     #[test]
