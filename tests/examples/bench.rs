@@ -444,7 +444,7 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
         id: "hist-10000".into(),
     };
     let es = &store_client;
-    let (mut stage_load, mut stage_read) = (Vec::new(), Vec::new());
+    let (mut stage_load, mut stage_read, mut stage_both) = (Vec::new(), Vec::new(), Vec::new());
     let deadline = Duration::from_secs(10);
     for _ in 0..100 {
         let t = Instant::now();
@@ -468,12 +468,26 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
             }
             Err(_) => stage_lost += 1,
         }
+        // What the component calls: the snapshot and the events after it, in one call.
+        let t = Instant::now();
+        let both = cim_wrpc::bindings::cim::ecs::eventstore::load(es, None, &long_doc, 512);
+        match tokio::time::timeout(deadline, both).await {
+            Ok(answer) => {
+                let loaded = answer?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                anyhow::ensure!(
+                    loaded.snapshot.is_some() && !loaded.events.is_empty(),
+                    "the 10 000-event document loads a snapshot and its tail"
+                );
+                stage_both.push(t.elapsed());
+            }
+            Err(_) => stage_lost += 1,
+        }
     }
     if stage_lost > 0 {
         println!("command stages: {stage_lost} call(s) unanswered, not timed");
     }
     // The same reads in this process (no wRPC, no provider): what the store itself costs.
-    let (mut local_short, mut local_tail) = (Vec::new(), Vec::new());
+    let (mut local_short, mut local_tail, mut local_load) = (Vec::new(), Vec::new(), Vec::new());
     let (short_doc, long_ref) = (
         EntityRef::new("document", "hist-10")?,
         EntityRef::new("document", "hist-10000")?,
@@ -485,22 +499,33 @@ async fn run(lattice: &TestLattice) -> anyhow::Result<()> {
         let t = Instant::now();
         direct_store.read(&long_ref, 10_000, 32).await?;
         local_tail.push(t.elapsed());
+        let t = Instant::now();
+        direct_store.load(&long_ref, 512).await?;
+        local_load.push(t.elapsed());
     }
     local_short.sort();
     local_tail.sort();
+    local_load.sort();
     println!(
-        "reads in process (p50): the 110 events of the 110-event document {:.2} ms; 32 events from version 10 000 {:.2} ms",
+        "reads in process (p50): the 110 events of the 110-event document {:.2} ms; 32 events from version 10 000 {:.2} ms; load of the 10 000-event document (snapshot + tail) {:.2} ms",
         percentile(&local_short, 0.5).as_secs_f64() * 1e3,
-        percentile(&local_tail, 0.5).as_secs_f64() * 1e3
+        percentile(&local_tail, 0.5).as_secs_f64() * 1e3,
+        percentile(&local_load, 0.5).as_secs_f64() * 1e3
     );
-    for v in [&mut stage_call, &mut stage_load, &mut stage_read] {
+    for v in [
+        &mut stage_call,
+        &mut stage_load,
+        &mut stage_read,
+        &mut stage_both,
+    ] {
         anyhow::ensure!(!v.is_empty(), "a stage was never answered");
         v.sort();
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "command stages (p50): call + instantiate + reply {:.2} ms; load-snapshot {:.2} ms; read 32 events {:.2} ms; append one event {:.2} ms (mean of 1b); whole command {:.2} ms",
+        "command stages (p50): call + instantiate + reply {:.2} ms; load (snapshot + tail, what the component calls) {:.2} ms; apart: load-snapshot {:.2} ms, read 32 events {:.2} ms; append one event {:.2} ms (mean of 1b); whole command {:.2} ms",
         ms(percentile(&stage_call, 0.5)),
+        ms(percentile(&stage_both, 0.5)),
         ms(percentile(&stage_load, 0.5)),
         ms(percentile(&stage_read, 0.5)),
         ms(single_time / (BATCHES * BATCH) as u32),

@@ -27,7 +27,7 @@ mod generated {
     });
 }
 
-pub use generated::cim::ecs::eventstore::Snapshot;
+pub use generated::cim::ecs::eventstore::{Loaded, Snapshot};
 pub use generated::cim::ecs::types::{
     Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
 };
@@ -103,8 +103,10 @@ pub struct Backend {
     /// The component's config, as `wasi:config/store` serves it (wadm's `config` in the
     /// wasmCloud host).
     pub config: BTreeMap<String, String>,
-    /// How many events `read` returned so far.
+    /// How many events `read` and `load` returned so far.
     pub events_read: u64,
+    /// How many times `load` was called.
+    pub loads: u64,
 }
 
 struct HostState {
@@ -181,6 +183,14 @@ impl generated::cim::ecs::eventstore::Host for HostState {
     fn load_snapshot(&mut self, entity: EntityRef) -> Result<Option<Snapshot>, EcsError> {
         let entity = entity_arg(&entity)?;
         Ok(self.backend.snapshots.get(&entity.to_string()).cloned())
+    }
+
+    fn load(&mut self, entity: EntityRef, max: u32) -> Result<Loaded, EcsError> {
+        self.backend.loads += 1;
+        let snapshot = self.load_snapshot(entity.clone())?;
+        let from = snapshot.as_ref().map_or(1, |s| s.version.max(1));
+        let events = self.read(entity, from, max)?;
+        Ok(Loaded { snapshot, events })
     }
 
     fn save_snapshot(&mut self, snap: Snapshot) -> Result<(), EcsError> {

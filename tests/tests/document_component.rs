@@ -302,7 +302,7 @@ fn the_component_saves_a_snapshot_every_configured_number_of_events_and_reads_on
     assert_eq!(snapshot.version, 10, "saved at 5 and 10 of 12 events");
     let stored = h.backend.log.events(&doc("s1"));
     assert_eq!(snapshot.last_cid, stored[9].cid.to_string());
-    let before = h.backend.events_read;
+    let (before, loads) = (h.backend.events_read, h.backend.loads);
     let events = h
         .handle(&command("document", "s1", "Tag", r#"{"tag":"t99"}"#, None))
         .unwrap()
@@ -312,6 +312,11 @@ fn the_component_saves_a_snapshot_every_configured_number_of_events_and_reads_on
         h.backend.events_read - before,
         3,
         "the snapshot's own event (to check its CID) and the two after it"
+    );
+    assert_eq!(
+        h.backend.loads - loads,
+        1,
+        "the snapshot and the events after it come in one `load`"
     );
     // A tag the document already has, known only from the snapshot's state: nothing new.
     let again = h

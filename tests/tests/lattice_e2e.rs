@@ -382,8 +382,17 @@ impl Load {
         if self.reached(n, Duration::from_secs(60)).await {
             return false;
         }
+        // Keep the whole log of the wedged host (the replacement truncates nothing, but the
+        // lattice's directory goes with the test): the file to read when this happens.
+        let kept = std::env::temp_dir().join(format!("cim-wedged-host-{}.log", std::process::id()));
+        let copied = std::fs::copy(lattice.cli.state_dir().join("host.log"), &kept).is_ok();
         eprintln!(
-            "{what}: no write answered for 60 s: the host is wedged; replacing it. Host log:\n{}",
+            "{what}: no write answered for 60 s: the host is wedged; replacing it{}. Host log:\n{}",
+            if copied {
+                format!(" (its log: {})", kept.display())
+            } else {
+                String::new()
+            },
             lattice.log_tail("host", 20)
         );
         replace_host(lattice).await;

@@ -46,6 +46,26 @@ pub trait EventLog {
     fn save_snapshot(&mut self, _snapshot: Snapshot) -> Result<(), EcsError> {
         Ok(())
     }
+
+    /// The latest snapshot of `entity` and at most `max` events from it on: from the
+    /// snapshot's own version (so its CID can be checked) when there is one, from version 1
+    /// otherwise. What a command reads first; a log backed by a remote store answers it in one
+    /// round trip. By default, [`EventLog::load_snapshot`] then [`EventLog::read`].
+    fn load(&mut self, entity: &EntityRef, max: u32) -> Result<Loaded, EcsError> {
+        let snapshot = self.load_snapshot(entity)?;
+        let from = snapshot.as_ref().map_or(1, |s| s.version.max(1));
+        let events = self.read(entity, from, max)?;
+        Ok(Loaded { snapshot, events })
+    }
+}
+
+/// What [`EventLog::load`] returns: the latest snapshot and the events from it on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Loaded {
+    /// The latest snapshot, if one was saved.
+    pub snapshot: Option<Snapshot>,
+    /// Events in order from the snapshot's version (from version 1 without a snapshot).
+    pub events: Vec<RecordedEvent>,
 }
 
 /// How often an entity component saves a snapshot, by default: every this many events.
@@ -266,15 +286,15 @@ impl<A: Aggregate> Fold<A> {
         }
     }
 
-    /// Starts from the latest usable snapshot, or from nothing.
+    /// Starts from the latest usable snapshot, or from nothing, with the events after it
+    /// that one [`EventLog::load`] returned.
     fn start(
         log: &mut impl EventLog,
         entity: &EntityRef,
         notice: &mut impl FnMut(&str),
     ) -> Result<Self, EcsError> {
-        let snapshot = match log.load_snapshot(entity) {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) => return Ok(Self::empty()),
+        let loaded = match log.load(entity, READ_PAGE) {
+            Ok(loaded) => loaded,
             Err(e) => {
                 notice(&format!(
                     "snapshot of {entity} could not be loaded ({e}); replaying its events"
@@ -282,7 +302,13 @@ impl<A: Aggregate> Fold<A> {
                 return Ok(Self::empty());
             }
         };
-        match Self::resume(log, entity, snapshot)? {
+        let Some(snapshot) = loaded.snapshot else {
+            let mut fold = Self::empty();
+            fold.fold_all(&loaded.events)?;
+            fold.caught_up = loaded.events.len() < READ_PAGE as usize;
+            return Ok(fold);
+        };
+        match Self::resume(entity, snapshot, &loaded.events)? {
             Ok(fold) => Ok(fold),
             Err(why) => {
                 notice(&format!(
@@ -293,13 +319,13 @@ impl<A: Aggregate> Fold<A> {
         }
     }
 
-    /// Resumes from `snapshot` after checking it names an event of the stream: the read
-    /// starts at the snapshot's own version, whose event must carry the snapshot's CID.
-    /// The outer error is the store's failure, the inner one why the snapshot is not used.
+    /// Resumes from `snapshot` after checking it names an event of the stream: `page` starts
+    /// at the snapshot's own version, whose event must carry the snapshot's CID. The outer
+    /// error is a corrupt chain after the snapshot, the inner one why the snapshot is not used.
     fn resume(
-        log: &mut impl EventLog,
         entity: &EntityRef,
         snapshot: Snapshot,
+        page: &[RecordedEvent],
     ) -> Result<Result<Self, SnapshotError>, EcsError> {
         if snapshot.entity != *entity {
             return Ok(Err(SnapshotError::Foreign {
@@ -318,7 +344,6 @@ impl<A: Aggregate> Fold<A> {
         if snapshot.version == 0 {
             return Ok(Err(not_in_stream()));
         }
-        let page = log.read(entity, snapshot.version, READ_PAGE)?;
         match page.first() {
             Some(at) if at.version == snapshot.version && at.cid == snapshot.last_cid => {}
             _ => return Ok(Err(not_in_stream())),
@@ -793,6 +818,18 @@ mod tests {
         assert_eq!(log.events_read() - before, 5);
         let (state, _) = rehydrate::<Counter>(&mut log, &entity("a")).unwrap();
         assert_eq!(state.0, 101);
+    }
+
+    #[test]
+    fn a_command_makes_one_load_and_one_append_with_or_without_a_snapshot() {
+        for (events, every) in [(3, 0), (100, 32)] {
+            let mut log = MemoryLog::new();
+            history(&mut log, events, every);
+            let before = log.calls();
+            let (outcome, _) = handle_every(&mut log, req("a", "Add", r#"{"by":1}"#, None), 0);
+            assert_eq!(outcome.unwrap()[0].version, events + 1);
+            assert_eq!(log.calls() - before, 2, "after {events} events");
+        }
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub use chain::{verify_chain, ChainError, ChainVerifier};
 pub use envelope::Envelope;
 pub use error::EcsError;
 pub use event::{event_cid, object_cid, parse_cid, CidError, NewEvent, RecordedEvent};
-pub use handler::{handle_command, handle_command_with, CommandRequest, EventLog, Settings};
+pub use handler::{
+    handle_command, handle_command_with, CommandRequest, EventLog, Loaded, Settings,
+};
 pub use ident::{EntityRef, IdentError, Token};
 pub use media::{check_media_type, MediaTypeError};
 pub use snapshot::Snapshot;

@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use crate::aggregate::Aggregate;
 use crate::error::EcsError;
 use crate::event::{NewEvent, RecordedEvent};
-use crate::handler::EventLog;
+use crate::handler::{EventLog, Loaded};
 use crate::ident::EntityRef;
 use crate::snapshot::Snapshot;
 
@@ -91,6 +91,7 @@ pub struct MemoryLog {
     streams: BTreeMap<EntityRef, Vec<RecordedEvent>>,
     snapshots: BTreeMap<EntityRef, Snapshot>,
     events_read: u64,
+    calls: u64,
 }
 
 impl MemoryLog {
@@ -125,9 +126,29 @@ impl MemoryLog {
         self.events_read
     }
 
+    /// How many calls were made to the log so far (each would be one round trip to a remote
+    /// store): reads, appends, snapshot loads and saves, and loads.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
     /// The saved snapshot of `entity`.
     pub fn snapshot(&self, entity: &EntityRef) -> Option<&Snapshot> {
         self.snapshots.get(entity)
+    }
+
+    /// At most `max` events of `entity` from version `from`, counted in [`Self::events_read`].
+    fn page(&mut self, entity: &EntityRef, from: u64, max: u32) -> Vec<RecordedEvent> {
+        let start = from.max(1) - 1;
+        let page: Vec<RecordedEvent> = self
+            .events(entity)
+            .iter()
+            .skip(usize::try_from(start).unwrap_or(usize::MAX))
+            .take(max as usize)
+            .cloned()
+            .collect();
+        self.events_read += page.len() as u64;
+        page
     }
 
     /// Replaces the snapshot of an entity without the store's check, for fault injection in
@@ -144,25 +165,27 @@ impl EventLog for MemoryLog {
         from: u64,
         max: u32,
     ) -> Result<Vec<RecordedEvent>, EcsError> {
-        let start = from.max(1) - 1;
-        let page: Vec<RecordedEvent> = self
-            .events(entity)
-            .iter()
-            .skip(usize::try_from(start).unwrap_or(usize::MAX))
-            .take(max as usize)
-            .cloned()
-            .collect();
-        self.events_read += page.len() as u64;
-        Ok(page)
+        self.calls += 1;
+        Ok(self.page(entity, from, max))
+    }
+
+    fn load(&mut self, entity: &EntityRef, max: u32) -> Result<Loaded, EcsError> {
+        self.calls += 1;
+        let snapshot = self.snapshots.get(entity).cloned();
+        let from = snapshot.as_ref().map_or(1, |s| s.version.max(1));
+        let events = self.page(entity, from, max);
+        Ok(Loaded { snapshot, events })
     }
 
     fn load_snapshot(&mut self, entity: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
+        self.calls += 1;
         Ok(self.snapshots.get(entity).cloned())
     }
 
     /// Saves a snapshot after the check the event store makes: it names an event of the
     /// entity's chain.
     fn save_snapshot(&mut self, snapshot: Snapshot) -> Result<(), EcsError> {
+        self.calls += 1;
         let named = usize::try_from(snapshot.version)
             .ok()
             .and_then(|v| v.checked_sub(1))
@@ -183,6 +206,7 @@ impl EventLog for MemoryLog {
         expected_version: u64,
         events: Vec<NewEvent>,
     ) -> Result<Vec<RecordedEvent>, EcsError> {
+        self.calls += 1;
         let stream = self.streams.entry(entity.clone()).or_default();
         let actual = stream.len() as u64;
         if actual != expected_version {

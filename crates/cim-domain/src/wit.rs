@@ -152,6 +152,23 @@ macro_rules! imported_event_log {
             })
         }
 
+        fn stored_snapshot_in(
+            s: eventstore::Snapshot,
+        ) -> Result<$crate::Snapshot, $crate::EcsError> {
+            let malformed = |m: String| {
+                $crate::EcsError::Unavailable(format!(
+                    "event store returned a malformed snapshot: {m}"
+                ))
+            };
+            Ok($crate::Snapshot {
+                entity: $crate::EntityRef::new(&s.entity.kind, &s.entity.id)
+                    .map_err(|x| malformed(x.to_string()))?,
+                version: s.version,
+                last_cid: $crate::parse_cid(&s.last_cid).map_err(|x| malformed(x.to_string()))?,
+                state: Vec::from(s.state),
+            })
+        }
+
         impl $crate::EventLog for ImportedLog {
             fn read(
                 &mut self,
@@ -184,23 +201,26 @@ macro_rules! imported_event_log {
                 &mut self,
                 entity: &$crate::EntityRef,
             ) -> Result<Option<$crate::Snapshot>, $crate::EcsError> {
-                let Some(s) = eventstore::load_snapshot(&entity_out(entity)).map_err(error_in)?
-                else {
-                    return Ok(None);
-                };
-                let malformed = |m: String| {
-                    $crate::EcsError::Unavailable(format!(
-                        "event store returned a malformed snapshot: {m}"
-                    ))
-                };
-                Ok(Some($crate::Snapshot {
-                    entity: $crate::EntityRef::new(&s.entity.kind, &s.entity.id)
-                        .map_err(|x| malformed(x.to_string()))?,
-                    version: s.version,
-                    last_cid: $crate::parse_cid(&s.last_cid)
-                        .map_err(|x| malformed(x.to_string()))?,
-                    state: Vec::from(s.state),
-                }))
+                eventstore::load_snapshot(&entity_out(entity))
+                    .map_err(error_in)?
+                    .map(stored_snapshot_in)
+                    .transpose()
+            }
+
+            fn load(
+                &mut self,
+                entity: &$crate::EntityRef,
+                max: u32,
+            ) -> Result<$crate::Loaded, $crate::EcsError> {
+                let loaded = eventstore::load(&entity_out(entity), max).map_err(error_in)?;
+                Ok($crate::Loaded {
+                    snapshot: loaded.snapshot.map(stored_snapshot_in).transpose()?,
+                    events: loaded
+                        .events
+                        .into_iter()
+                        .map(stored_event_in)
+                        .collect::<Result<_, _>>()?,
+                })
             }
 
             fn save_snapshot(

@@ -46,6 +46,13 @@ struct Args {
     /// Interval between host heartbeats, in seconds (wadm learns of hosts from heartbeats).
     #[arg(long, env = "WASMCLOUD_HEARTBEAT_INTERVAL", default_value_t = 30)]
     heartbeat_interval_secs: u64,
+    /// Longest a component invocation may run, in seconds, before the host abandons it and
+    /// frees its instance slot. An invocation whose provider call lost its reply (a provider
+    /// or nats-server restart) waits this long; while `instances` of them wait, the
+    /// component accepts nothing. wasmCloud's default is 600; ours covers the longest caller
+    /// deadline (a reactor call, 180 s in our manifests) and no more.
+    #[arg(long, env = "WASMCLOUD_MAX_EXECUTION_TIME_SECS", default_value_t = 200)]
+    max_execution_time_secs: u64,
     /// Host labels as `key=value`, repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -122,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         allow_file_load: args.allow_file_load,
         rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
         heartbeat_interval: Some(Duration::from_secs(args.heartbeat_interval_secs.max(1))),
+        max_execution_time: Duration::from_secs(args.max_execution_time_secs.max(1)),
         labels,
         experimental_features,
         // Report the wasmCloud release line this crate belongs to (1.9.x), not our own version.

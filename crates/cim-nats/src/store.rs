@@ -16,7 +16,10 @@
 //! Appends are guarded per entity by JetStream itself: each publish carries
 //! `Nats-Expected-Last-Subject-Sequence` (the stream sequence of the entity's last message, or 0),
 //! so of two writers that read the same version only one can append; the other gets a
-//! `conflict`. Each publish also carries `Nats-Msg-Id` = the CID of the (last) event it stores,
+//! `conflict`. The store remembers the last position it saw of each entity (a load, a read, its
+//! own append), so the append that follows a command's load publishes at once; a position
+//! another writer moved on is refused by that same check, and the append then looks the head
+//! up and proceeds as if nothing had been known. Each publish also carries `Nats-Msg-Id` = the CID of the (last) event it stores,
 //! so a publish retried after a lost acknowledgement is deduplicated by the server. An append
 //! retried after a lost reply (the events are already stored) is recognised by comparing CIDs
 //! and returns the stored events instead of a conflict.
@@ -73,6 +76,18 @@ impl Snapshot {
     pub fn encode(&self) -> Result<Vec<u8>, EcsError> {
         serde_json::to_vec(self).map_err(|e| unavailable("encoding a snapshot", e))
     }
+}
+
+/// A snapshot as the bucket keeps it: the snapshot, and where its event is stored, so a read
+/// from the snapshot starts there instead of searching the stream for it. The location is a
+/// hint, checked on every read (an entry written before it existed has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KeptSnapshot {
+    #[serde(flatten)]
+    snapshot: Snapshot,
+    /// The stream sequence of the message that holds the snapshot's event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sequence: Option<u64>,
 }
 
 mod serde_bytes_base64 {
@@ -423,6 +438,47 @@ pub struct EventStore {
     snapshots: kv::Store,
     objects: ObjectStore,
     offload_above: usize,
+    heads: Heads,
+}
+
+/// The last known position of entities this store read or appended to, so an append that
+/// follows a load (every command) need not look the head up again. A position is a hint:
+/// JetStream checks it on the publish (`Nats-Expected-Last-Subject-Sequence`), and an append
+/// whose hint is stale looks the head up and tries again.
+#[derive(Clone, Default)]
+struct Heads(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<EntityRef, Position>>>);
+
+/// Where an entity's stream ends: its last event's version and CID, and the stream sequence of
+/// its last message.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    version: u64,
+    cid: Cid,
+    sequence: u64,
+}
+
+/// Most positions kept; beyond, the cache starts again empty (a miss costs one lookup).
+const MAX_HEADS: usize = 16_384;
+
+impl Heads {
+    fn get(&self, entity: &EntityRef) -> Option<Position> {
+        self.0.lock().ok()?.get(entity).copied()
+    }
+
+    fn put(&self, entity: &EntityRef, position: Position) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= MAX_HEADS && !map.contains_key(entity) {
+                map.clear();
+            }
+            map.insert(entity.clone(), position);
+        }
+    }
+
+    fn forget(&self, entity: &EntityRef) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(entity);
+        }
+    }
 }
 
 impl EventStore {
@@ -561,6 +617,7 @@ impl EventStore {
             js,
             stream,
             snapshots,
+            heads: Heads::default(),
         })
     }
 
@@ -598,6 +655,17 @@ impl EventStore {
             }
             Err(e) => return Err(e),
         };
+        match &last {
+            Some(event) => self.heads.put(
+                entity,
+                Position {
+                    version: event.version,
+                    cid: event.cid,
+                    sequence: msg.sequence,
+                },
+            ),
+            None => self.heads.forget(entity),
+        }
         Ok((
             msg.sequence,
             last.map(|event| Head {
@@ -671,6 +739,28 @@ impl EventStore {
                 events.len()
             )));
         }
+        if let Some(big) = events.iter().find(|e| e.payload.len() > MAX_EVENT_PAYLOAD) {
+            return Err(EcsError::Invalid(format!(
+                "event {} has a {}-byte payload; at most {MAX_EVENT_PAYLOAD} bytes are accepted (store larger content in the object store and reference its CID)",
+                big.name,
+                big.payload.len()
+            )));
+        }
+        // The position this store last saw, when it is the expected one: JetStream checks it.
+        if let Some(known) = self
+            .heads
+            .get(entity)
+            .filter(|p| p.version == expected_version)
+        {
+            let sealed = seal_all(entity, expected_version, Some(known.cid), events.clone())?;
+            match self.publish_sealed(entity, &sealed, known.sequence).await {
+                Ok(()) => return Ok(sealed),
+                // Stale (another writer, another host, a message that is not an event):
+                // look the head up as if nothing were known.
+                Err(Published::WrongLastSequence) => self.heads.forget(entity),
+                Err(Published::Failed(e)) => return Err(e),
+            }
+        }
         let (last_sequence, head) = self.position(entity).await?;
         let (actual, previous) = match &head {
             Some(h) => (h.event.version, Some(h.event.cid)),
@@ -681,50 +771,8 @@ impl EventStore {
                 .replayed_or_conflict(entity, expected_version, actual, events)
                 .await;
         }
-        if let Some(big) = events.iter().find(|e| e.payload.len() > MAX_EVENT_PAYLOAD) {
-            return Err(EcsError::Invalid(format!(
-                "event {} has a {}-byte payload; at most {MAX_EVENT_PAYLOAD} bytes are accepted (store larger content in the object store and reference its CID)",
-                big.name,
-                big.payload.len()
-            )));
-        }
         let sealed = seal_all(entity, expected_version, previous, events.clone())?;
-        let max_payload = self.client.server_info().max_payload;
-        let subject = Subject::event(entity).to_string();
-        let outcome = match self.encode_commit(&sealed).await? {
-            Some((headers, body)) if message_size(&headers, &body) <= max_payload => {
-                self.publish_one(&subject, &sealed, headers, body, last_sequence)
-                    .await
-            }
-            commit => {
-                let mut messages = Vec::with_capacity(sealed.len());
-                for ev in &sealed {
-                    let (headers, body) = self.encode_stored(ev).await?;
-                    let size = message_size(&headers, &body);
-                    if size > max_payload {
-                        return Err(EcsError::Invalid(format!(
-                            "event {} is {size} bytes; the server accepts at most {max_payload}",
-                            ev.name
-                        )));
-                    }
-                    messages.push((headers, body));
-                }
-                match (commit, messages.pop()) {
-                    // One event: its own message (one too large for a message was refused above).
-                    (None, Some((headers, body))) => {
-                        self.publish_one(&subject, &sealed, headers, body, last_sequence)
-                            .await
-                    }
-                    // A commit beyond one message: an atomic batch of one-event messages.
-                    (_, last) => {
-                        messages.extend(last);
-                        self.publish_batch(&subject, &sealed, messages, last_sequence)
-                            .await
-                    }
-                }
-            }
-        };
-        match outcome {
+        match self.publish_sealed(entity, &sealed, last_sequence).await {
             Ok(()) => Ok(sealed),
             Err(Published::WrongLastSequence) => {
                 // Someone else appended first, or this very append was stored and its
@@ -735,6 +783,75 @@ impl EventStore {
                     .await
             }
             Err(Published::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Stores `sealed` after the message at `last_sequence` of the entity's subject: one
+    /// message when the commit fits, else an atomic batch. Remembers the new position.
+    async fn publish_sealed(
+        &self,
+        entity: &EntityRef,
+        sealed: &[RecordedEvent],
+        last_sequence: u64,
+    ) -> Result<(), Published> {
+        let max_payload = self.client.server_info().max_payload;
+        let subject = Subject::event(entity).to_string();
+        let commit = self
+            .encode_commit(sealed)
+            .await
+            .map_err(Published::Failed)?;
+        let stored = match commit {
+            Some((headers, body)) if message_size(&headers, &body) <= max_payload => self
+                .publish_one(&subject, sealed, headers, body, last_sequence)
+                .await
+                .map(Some),
+            commit => {
+                let mut messages = Vec::with_capacity(sealed.len());
+                for ev in sealed {
+                    let (headers, body) =
+                        self.encode_stored(ev).await.map_err(Published::Failed)?;
+                    let size = message_size(&headers, &body);
+                    if size > max_payload {
+                        return Err(Published::Failed(EcsError::Invalid(format!(
+                            "event {} is {size} bytes; the server accepts at most {max_payload}",
+                            ev.name
+                        ))));
+                    }
+                    messages.push((headers, body));
+                }
+                match (commit, messages.pop()) {
+                    // One event: its own message (one too large for a message was refused above).
+                    (None, Some((headers, body))) => self
+                        .publish_one(&subject, sealed, headers, body, last_sequence)
+                        .await
+                        .map(Some),
+                    // A commit beyond one message: an atomic batch of one-event messages.
+                    (_, last) => {
+                        messages.extend(last);
+                        self.publish_batch(&subject, sealed, messages, last_sequence)
+                            .await
+                            .map(|()| None)
+                    }
+                }
+            }
+        };
+        match (stored, sealed.last()) {
+            (Ok(Some(sequence)), Some(last)) => {
+                self.heads.put(
+                    entity,
+                    Position {
+                        version: last.version,
+                        cid: last.cid,
+                        sequence,
+                    },
+                );
+                Ok(())
+            }
+            (Ok(_), _) => {
+                self.heads.forget(entity);
+                Ok(())
+            }
+            (Err(e), _) => Err(e),
         }
     }
 
@@ -762,7 +879,7 @@ impl EventStore {
     }
 
     /// Publishes one message (one event, or the commit of `sealed`) with per-subject optimistic
-    /// concurrency and deduplication by the last event's CID.
+    /// concurrency and deduplication by the last event's CID; returns its stream sequence.
     async fn publish_one(
         &self,
         subject: &str,
@@ -770,9 +887,9 @@ impl EventStore {
         mut headers: HeaderMap,
         body: Bytes,
         last_sequence: u64,
-    ) -> Result<(), Published> {
+    ) -> Result<u64, Published> {
         let Some(last) = sealed.last() else {
-            return Ok(());
+            return Ok(last_sequence);
         };
         headers.insert("Nats-Msg-Id", last.cid.to_string().as_str());
         headers.insert(
@@ -789,7 +906,7 @@ impl EventStore {
                 "no acknowledgement from JetStream in time; retrying the same append is safe"
                     .into(),
             ))),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(ack)) => Ok(ack.sequence),
             Ok(Err(e))
                 if matches!(
                     e.kind(),
@@ -912,15 +1029,73 @@ impl EventStore {
         from: u64,
         max: u32,
     ) -> Result<Vec<RecordedEvent>, EcsError> {
+        let head = self.head(entity).await?;
+        Ok(self.read_from(entity, head, from, max, None).await?.0)
+    }
+
+    /// The latest snapshot of `entity` and at most `max` events from it on (from the
+    /// snapshot's own version, or from version 1 without a snapshot), verifying the chain:
+    /// what a command reads first, in one call. The read starts at the stream sequence saved
+    /// with the snapshot, so its cost does not grow with the entity's history.
+    pub async fn load(
+        &self,
+        entity: &EntityRef,
+        max: u32,
+    ) -> Result<(Option<Snapshot>, Vec<RecordedEvent>), EcsError> {
+        let (kept, head) = tokio::try_join!(self.kept_snapshot(entity), self.head(entity))?;
+        let (from, hint) = kept
+            .as_ref()
+            .map_or((1, None), |k| (k.snapshot.version.max(1), k.sequence));
+        let (events, _) = self.read_from(entity, head, from, max, hint).await?;
+        Ok((kept.map(|k| k.snapshot), events))
+    }
+
+    /// [`EventStore::read`] given the entity's head, starting at stream sequence `hint` when
+    /// given (checked: a hint past the first event to read is dropped and the start searched
+    /// for). Also returns the stream sequence of the message holding the first event read.
+    async fn read_from(
+        &self,
+        entity: &EntityRef,
+        head: Option<Head>,
+        from: u64,
+        max: u32,
+        hint: Option<u64>,
+    ) -> Result<(Vec<RecordedEvent>, Option<u64>), EcsError> {
         let from = from.max(1);
-        let Some(head) = self.head(entity).await? else {
-            return Ok(Vec::new());
+        let Some(head) = head else {
+            return Ok((Vec::new(), None));
         };
         if from > head.event.version || max == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let subject = Subject::event(entity).to_string();
-        let mut next = self.start_sequence(&subject, head.sequence, from).await?;
+        if let Some(start) = hint.filter(|&s| s >= 1 && s <= head.sequence) {
+            let read = self
+                .read_pages(entity, &subject, &head, start, from, max)
+                .await?;
+            if read.0.first().map(|e| e.version) == Some(from) {
+                return Ok(read);
+            }
+            debug!(%entity, start, from, "the saved start of a read was past its first event; searching");
+        }
+        let start = self.start_sequence(&subject, head.sequence, from).await?;
+        self.read_pages(entity, &subject, &head, start, from, max)
+            .await
+    }
+
+    /// Reads pages of `subject` from stream sequence `start` until `max` events from version
+    /// `from` on are read or the head is reached, verifying the chain of those events.
+    async fn read_pages(
+        &self,
+        entity: &EntityRef,
+        subject: &str,
+        head: &Head,
+        start: u64,
+        from: u64,
+        max: u32,
+    ) -> Result<(Vec<RecordedEvent>, Option<u64>), EcsError> {
+        let mut next = start;
+        let mut first_sequence = None;
         let mut verifier = if from == 1 {
             ChainVerifier::new()
         } else {
@@ -928,7 +1103,7 @@ impl EventStore {
         };
         let mut out = Vec::new();
         'pages: loop {
-            let (page, more) = self.direct_batch(&subject, next, DIRECT_BATCH).await?;
+            let (page, more) = self.direct_batch(subject, next, DIRECT_BATCH).await?;
             for (sequence, headers, payload) in page {
                 next = sequence + 1;
                 let stored = match decode_message(entity, &headers, &payload) {
@@ -954,6 +1129,7 @@ impl EventStore {
                                 "event chain of {entity} is corrupt: {e}"
                             ))
                         })?;
+                        first_sequence.get_or_insert(sequence);
                         out.push(ev);
                     }
                 }
@@ -966,7 +1142,7 @@ impl EventStore {
                 break;
             }
         }
-        Ok(out)
+        Ok((out, first_sequence))
     }
 
     /// Up to `batch` messages on `subject` from stream sequence `from` on, with their
@@ -1088,17 +1264,28 @@ impl EventStore {
 
     /// The latest snapshot of an entity.
     pub async fn load_snapshot(&self, entity: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
+        Ok(self.kept_snapshot(entity).await?.map(|k| k.snapshot))
+    }
+
+    /// The latest snapshot of an entity with where its event is stored.
+    async fn kept_snapshot(&self, entity: &EntityRef) -> Result<Option<KeptSnapshot>, EcsError> {
         let key = snapshot_key(entity);
         match self.snapshots.get(&key).await {
-            Ok(Some(bytes)) => Snapshot::decode(&bytes).map(Some),
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| unavailable("decoding a snapshot", e)),
             Ok(None) => Ok(None),
             Err(e) => Err(unavailable("loading a snapshot", e)),
         }
     }
 
-    /// Saves a snapshot after checking that it names an event of the entity's chain.
+    /// Saves a snapshot after checking that it names an event of the entity's chain, with the
+    /// stream sequence of that event's message (where [`EventStore::load`] starts reading).
     pub async fn save_snapshot(&self, snap: Snapshot) -> Result<(), EcsError> {
-        let at = self.read(&snap.entity, snap.version, 1).await?;
+        let head = self.head(&snap.entity).await?;
+        let (at, sequence) = self
+            .read_from(&snap.entity, head, snap.version, 1, None)
+            .await?;
         match at.first() {
             Some(ev) if ev.version == snap.version && ev.cid.to_string() == snap.last_cid => {}
             _ => {
@@ -1108,9 +1295,14 @@ impl EventStore {
                 )))
             }
         }
-        let bytes = snap.encode()?;
+        let entity = snapshot_key(&snap.entity);
+        let bytes = serde_json::to_vec(&KeptSnapshot {
+            snapshot: snap,
+            sequence,
+        })
+        .map_err(|e| unavailable("encoding a snapshot", e))?;
         self.snapshots
-            .put(snapshot_key(&snap.entity), bytes.into())
+            .put(entity, bytes.into())
             .await
             .map_err(|e| unavailable("saving a snapshot", e))?;
         Ok(())

@@ -437,3 +437,150 @@ async fn a_message_that_is_not_an_event_is_skipped_by_reads_heads_and_appends() 
         cim_nats::store::StoredMessage::NotAnEvent { sequence: 2, .. }
     ));
 }
+
+/// `n` one-event appends to `e`, each followed by one to `other` (so stream sequences and
+/// versions differ); returns `e`'s events.
+async fn interleaved(
+    s: &EventStore,
+    e: &EntityRef,
+    other: &EntityRef,
+    n: u64,
+) -> Vec<cim_domain::RecordedEvent> {
+    let mut out = Vec::new();
+    for v in 0..n {
+        let ev = format!(r#"{{"n":{v}}}"#);
+        out.extend(
+            s.append(e, v, vec![new_event("Tagged", &ev)])
+                .await
+                .unwrap(),
+        );
+        s.append(other, v, vec![new_event("Tagged", &ev)])
+            .await
+            .unwrap();
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_load_returns_the_snapshot_and_the_events_from_its_version_on() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let (e, other) = (entity("loaded"), entity("loaded-other"));
+    let events = interleaved(&s, &e, &other, 80).await;
+    let (none, from_start) = s.load(&e, 10).await.unwrap();
+    assert!(none.is_none());
+    assert_eq!(
+        from_start,
+        events[..10].to_vec(),
+        "no snapshot: from version 1"
+    );
+    let snap = Snapshot {
+        entity: e.clone(),
+        version: 70,
+        last_cid: events[69].cid.to_string(),
+        state: b"{}".to_vec(),
+    };
+    s.save_snapshot(snap.clone()).await.unwrap();
+    let (loaded, tail) = s.load(&e, 100).await.unwrap();
+    assert_eq!(loaded, Some(snap));
+    assert_eq!(
+        tail,
+        events[69..].to_vec(),
+        "the snapshot's own event and the rest"
+    );
+    let (_, page) = s.load(&e, 3).await.unwrap();
+    assert_eq!(page, events[69..72].to_vec(), "at most max");
+    assert!(s.load(&entity("nobody"), 10).await.unwrap().1.is_empty());
+}
+
+#[tokio::test]
+async fn a_load_whose_saved_start_is_wrong_still_reads_from_the_snapshot() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let (e, other) = (entity("hinted"), entity("hinted-other"));
+    let events = interleaved(&s, &e, &other, 60).await;
+    let snapshot = serde_json::json!({
+        "entity": { "kind": "document", "id": "hinted" },
+        "version": 50,
+        "last_cid": events[49].cid.to_string(),
+        "state": "{}",
+    });
+    let bucket = async_nats::jetstream::new(s.client().clone())
+        .get_key_value(cim_nats::names::SNAPSHOTS_BUCKET)
+        .await
+        .unwrap();
+    // Past the event (the head), before it (the start), beyond the stream, none at all.
+    for sequence in [Some(120), Some(1), Some(10_000), None] {
+        let mut kept = snapshot.clone();
+        if let Some(sq) = sequence {
+            kept["sequence"] = sq.into();
+        }
+        bucket
+            .put("document.hinted", kept.to_string().into())
+            .await
+            .unwrap();
+        let (loaded, tail) = s.load(&e, 5).await.unwrap();
+        assert_eq!(loaded.map(|l| l.version), Some(50), "{sequence:?}");
+        assert_eq!(tail, events[49..54].to_vec(), "{sequence:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_position_another_store_moved_on_yields_a_conflict_not_a_fork() {
+    let nats = NatsServer::start().unwrap();
+    let (one, other) = (store(&nats).await, store(&nats).await);
+    let e = entity("two-writers");
+    let first = one
+        .append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    other
+        .append(&e, 1, vec![new_event("Tagged", r#"{"by":"other"}"#)])
+        .await
+        .unwrap();
+    // `one` last saw version 1; the stream is at 2.
+    let err = one
+        .append(&e, 1, vec![new_event("Tagged", r#"{"by":"one"}"#)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict {
+            expected: 1,
+            actual: 2
+        }
+    );
+    let third = one
+        .append(&e, 2, vec![new_event("Tagged", r#"{"by":"one"}"#)])
+        .await
+        .unwrap();
+    let all = one.read(&e, 1, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    verify_chain(&all).unwrap();
+    assert_eq!(all[0], first[0]);
+    assert_eq!(all[2], third[0]);
+}
+
+#[tokio::test]
+async fn an_append_right_after_a_message_that_is_not_an_event_still_succeeds() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("garbage-after");
+    s.append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    async_nats::jetstream::new(s.client().clone())
+        .publish("cim.evt.document.garbage-after", "not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let next = s
+        .append(&e, 1, vec![new_event("Tagged", "{}")])
+        .await
+        .unwrap();
+    assert_eq!(next[0].version, 2);
+    let all = s.read(&e, 1, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    verify_chain(&all).unwrap();
+}

@@ -7,7 +7,7 @@ use cim_wrpc::{
 };
 use wasmcloud_provider_sdk::Context;
 
-use crate::bindings::exports::cim::ecs::eventstore::{Handler, Snapshot};
+use crate::bindings::exports::cim::ecs::eventstore::{Handler, Loaded, Snapshot};
 use crate::provider::EventStoreProvider;
 
 /// Longest page a single `read` returns; callers page with `from`.
@@ -17,6 +17,15 @@ fn caller(cx: &Option<Context>) -> &str {
     cx.as_ref()
         .and_then(|c| c.component.as_deref())
         .unwrap_or("unknown")
+}
+
+fn snapshot_out(s: StoredSnapshot) -> Snapshot {
+    Snapshot {
+        entity: entity_out(&s.entity),
+        version: s.version,
+        last_cid: s.last_cid,
+        state: s.state.into(),
+    }
 }
 
 impl Handler<Option<Context>> for EventStoreProvider {
@@ -77,12 +86,25 @@ impl Handler<Option<Context>> for EventStoreProvider {
                 .await?
                 .load_snapshot(&entity)
                 .await?
-                .map(|s| Snapshot {
-                    entity: entity_out(&s.entity),
-                    version: s.version,
-                    last_cid: s.last_cid,
-                    state: s.state.into(),
-                }))
+                .map(snapshot_out))
+        }
+        .await;
+        Ok(result.map_err(error_out))
+    }
+
+    async fn load(
+        &self,
+        _cx: Option<Context>,
+        entity: EntityRef,
+        max: u32,
+    ) -> anyhow::Result<Result<Loaded, EcsError>> {
+        let result: Result<Loaded, DomainError> = async {
+            let entity = entity_in(&entity)?;
+            let (snapshot, events) = self.store().await?.load(&entity, max.min(MAX_READ)).await?;
+            Ok(Loaded {
+                snapshot: snapshot.map(snapshot_out),
+                events: events.into_iter().map(event_out).collect(),
+            })
         }
         .await;
         Ok(result.map_err(error_out))

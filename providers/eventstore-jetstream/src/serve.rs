@@ -35,15 +35,21 @@ pub async fn exports(
     })
     .await?;
     let p = provider.clone();
-    let load = function(&wrpc, INSTANCE, "load-snapshot", move |cx, (entity,)| {
+    let load_snapshot = function(&wrpc, INSTANCE, "load-snapshot", move |cx, (entity,)| {
         let p = p.clone();
         async move { Ok((p.load_snapshot(cx, entity).await?,)) }
     })
     .await?;
+    let p = provider.clone();
     let save = function(&wrpc, INSTANCE, "save-snapshot", move |cx, (snap,)| {
-        let p = provider.clone();
+        let p = p.clone();
         async move { Ok((p.save_snapshot(cx, snap).await?,)) }
     })
     .await?;
-    Ok(vec![append, read, load, save])
+    let load = function(&wrpc, INSTANCE, "load", move |cx, (entity, max)| {
+        let p = provider.clone();
+        async move { Ok((p.load(cx, entity, max).await?,)) }
+    })
+    .await?;
+    Ok(vec![append, read, load_snapshot, save, load])
 }
