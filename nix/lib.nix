@@ -151,7 +151,7 @@ rec {
 
   # cim-host's command line for a host configuration `cfg` (the module's options:
   # natsUrl, lattice, credentialsFile, jsDomain, allowFileLoad, rpcTimeoutMs,
-  # heartbeatIntervalSecs, labels, extraArgs).
+  # heartbeatIntervalSecs, maxExecutionTimeSecs, labels, extraArgs).
   hostArgs =
     cfg:
     let
@@ -182,6 +182,8 @@ rec {
         (toString cfg.rpcTimeoutMs)
         "--heartbeat-interval-secs"
         (toString cfg.heartbeatIntervalSecs)
+        "--max-execution-time-secs"
+        (toString cfg.maxExecutionTimeSecs)
       ]
       ++ concatMap (key: [
         "--label"

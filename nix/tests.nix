@@ -31,6 +31,7 @@ let
     allowFileLoad = true;
     rpcTimeoutMs = 2000;
     heartbeatIntervalSecs = 30;
+    maxExecutionTimeSecs = 200;
     labels = {
       "cim.provider.graph-neo4j" = "true";
       zone = "b";
@@ -154,6 +155,8 @@ let
         "2000"
         "--heartbeat-interval-secs"
         "30"
+        "--max-execution-time-secs"
+        "200"
         "--label"
         "cim.provider.graph-neo4j=true"
         "--label"
@@ -185,6 +188,8 @@ let
         "2000"
         "--heartbeat-interval-secs"
         "30"
+        "--max-execution-time-secs"
+        "200"
         "--experimental-features=builtin-http-server"
       ];
     }

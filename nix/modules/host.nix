@@ -101,6 +101,16 @@ in
       description = "Interval between host heartbeats, in seconds; wadm learns of hosts from them.";
     };
 
+    maxExecutionTimeSecs = mkOption {
+      type = types.ints.positive;
+      default = 200;
+      description = ''
+        Longest a component invocation may run, in seconds, before the host abandons it and
+        frees its instance slot (an invocation whose provider call lost its reply waits this
+        long). Cover the longest caller deadline: reactor links' `call_timeout_secs`.
+      '';
+    };
+
     labels = mkOption {
       type = types.attrsOf types.str;
       default = { };

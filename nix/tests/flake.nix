@@ -25,6 +25,7 @@
           allowFileLoad = true;
           rpcTimeoutMs = 2000;
           heartbeatIntervalSecs = 30;
+          maxExecutionTimeSecs = 200;
           labels.${cim.providerLabel "graph-neo4j"} = "true";
           credentials.neo4j-password = "/run/keys/neo4j-password";
           artifacts = { };

@@ -327,10 +327,20 @@ impl Load {
                         &format!(r#"{{"tag":"k{w}-{i}"}}"#),
                         None,
                     );
-                    // One send per write (`cim::call`, 30 s): resending every unanswered
-                    // write after 2 s while a part is down piles duplicate invocations on
-                    // the host during its recovery.
-                    match call(&nats, &l, &cmd).await {
+                    // As `cim call` sends: again with the same command id when no answer
+                    // came within 2 s (doubling, 30 s in all), so the recovery measured is
+                    // the lattice's, not one lost call's 30 s. Each send stranded by the
+                    // fault holds an instance permit for the host's execution limit; 64
+                    // entity instances leave room (docs/operations.md, the wedged host).
+                    match cim::call_answered(
+                        &nats,
+                        &l,
+                        &cmd,
+                        cim::FIRST_DEADLINE,
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    {
                         Ok(Ok(evs)) => {
                             acked
                                 .lock()
