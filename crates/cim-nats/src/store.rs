@@ -386,8 +386,12 @@ pub async fn ensure_events_stream(client: &async_nats::Client) -> Result<(), Ecs
     }
 }
 
-/// How many messages one batched direct get asks for.
-const DIRECT_BATCH: usize = 256;
+/// How many messages one batched direct get asks for (the server may send fewer: the reader
+/// asks again from where the batch ended).
+const DIRECT_BATCH: usize = 1024;
+
+/// Most bytes one batched direct get asks for, so a batch of large messages stays bounded.
+const DIRECT_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// One message of an entity's subject, as [`EventStore::read_messages`] decodes it.
 #[derive(Debug, Clone)]
@@ -446,7 +450,18 @@ pub struct EventStore {
 /// JetStream checks it on the publish (`Nats-Expected-Last-Subject-Sequence`), and an append
 /// whose hint is stale looks the head up and tries again.
 #[derive(Clone, Default)]
-struct Heads(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<EntityRef, Position>>>);
+struct Heads(std::sync::Arc<std::sync::Mutex<Known>>);
+
+/// What [`Heads`] keeps per entity.
+#[derive(Default)]
+struct Known {
+    /// Where each entity's stream ends.
+    heads: std::collections::HashMap<EntityRef, Position>,
+    /// Where the read that follows the last one starts: (its first version, the stream
+    /// sequence of the message holding it), so reading a long stream page by page needs no
+    /// search per page.
+    next_reads: std::collections::HashMap<EntityRef, (u64, u64)>,
+}
 
 /// Where an entity's stream ends: its last event's version and CID, and the stream sequence of
 /// its last message.
@@ -460,23 +475,42 @@ struct Position {
 /// Most positions kept; beyond, the cache starts again empty (a miss costs one lookup).
 const MAX_HEADS: usize = 16_384;
 
+/// Inserts into a map bounded by [`MAX_HEADS`] entries (beyond, it starts again empty).
+fn bounded_insert<V>(map: &mut std::collections::HashMap<EntityRef, V>, entity: &EntityRef, v: V) {
+    if map.len() >= MAX_HEADS && !map.contains_key(entity) {
+        map.clear();
+    }
+    map.insert(entity.clone(), v);
+}
+
 impl Heads {
     fn get(&self, entity: &EntityRef) -> Option<Position> {
-        self.0.lock().ok()?.get(entity).copied()
+        self.0.lock().ok()?.heads.get(entity).copied()
     }
 
     fn put(&self, entity: &EntityRef, position: Position) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() >= MAX_HEADS && !map.contains_key(entity) {
-                map.clear();
-            }
-            map.insert(entity.clone(), position);
+        if let Ok(mut known) = self.0.lock() {
+            bounded_insert(&mut known.heads, entity, position);
         }
     }
 
     fn forget(&self, entity: &EntityRef) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(entity);
+        if let Ok(mut known) = self.0.lock() {
+            known.heads.remove(entity);
+        }
+    }
+
+    /// The stream sequence to start a read of `entity` from version `from` at, when the last
+    /// read ended just before it.
+    fn next_read(&self, entity: &EntityRef, from: u64) -> Option<u64> {
+        let known = self.0.lock().ok()?;
+        let (version, sequence) = known.next_reads.get(entity)?;
+        (*version == from).then_some(*sequence)
+    }
+
+    fn read_ended(&self, entity: &EntityRef, next_version: u64, sequence: u64) {
+        if let Ok(mut known) = self.0.lock() {
+            bounded_insert(&mut known.next_reads, entity, (next_version, sequence));
         }
     }
 }
@@ -1030,7 +1064,8 @@ impl EventStore {
         max: u32,
     ) -> Result<Vec<RecordedEvent>, EcsError> {
         let head = self.head(entity).await?;
-        Ok(self.read_from(entity, head, from, max, None).await?.0)
+        let hint = self.heads.next_read(entity, from.max(1));
+        Ok(self.read_from(entity, head, from, max, hint).await?.0)
     }
 
     /// The latest snapshot of `entity` and at most `max` events from it on (from the
@@ -1043,9 +1078,14 @@ impl EventStore {
         max: u32,
     ) -> Result<(Option<Snapshot>, Vec<RecordedEvent>), EcsError> {
         let (kept, head) = tokio::try_join!(self.kept_snapshot(entity), self.head(entity))?;
-        let (from, hint) = kept
-            .as_ref()
-            .map_or((1, None), |k| (k.snapshot.version.max(1), k.sequence));
+        let (from, hint) = match &kept {
+            Some(k) => (
+                k.snapshot.version.max(1),
+                k.sequence
+                    .or_else(|| self.heads.next_read(entity, k.snapshot.version.max(1))),
+            ),
+            None => (1, None),
+        };
         let (events, _) = self.read_from(entity, head, from, max, hint).await?;
         Ok((kept.map(|k| k.snapshot), events))
     }
@@ -1095,7 +1135,7 @@ impl EventStore {
         max: u32,
     ) -> Result<(Vec<RecordedEvent>, Option<u64>), EcsError> {
         let mut next = start;
-        let mut first_sequence = None;
+        let (mut first_sequence, mut last_sequence) = (None, None);
         let mut verifier = if from == 1 {
             ChainVerifier::new()
         } else {
@@ -1103,7 +1143,12 @@ impl EventStore {
         };
         let mut out = Vec::new();
         'pages: loop {
-            let (page, more) = self.direct_batch(subject, next, DIRECT_BATCH).await?;
+            // Every message holds at least one event: ask for no more than are still wanted
+            // (and one, for a first message holding versions before `from`).
+            let wanted = (max as usize).saturating_sub(out.len()).saturating_add(1);
+            let (page, more) = self
+                .direct_batch(subject, next, wanted.min(DIRECT_BATCH))
+                .await?;
             for (sequence, headers, payload) in page {
                 next = sequence + 1;
                 let stored = match decode_message(entity, &headers, &payload) {
@@ -1130,6 +1175,7 @@ impl EventStore {
                             ))
                         })?;
                         first_sequence.get_or_insert(sequence);
+                        last_sequence = Some(sequence);
                         out.push(ev);
                     }
                 }
@@ -1141,6 +1187,11 @@ impl EventStore {
             if !more {
                 break;
             }
+        }
+        // The next read (the next page of a long replay) starts at the message holding the
+        // last event returned: the rest of a commit, or the next message.
+        if let (Some(last), Some(sequence)) = (out.last(), last_sequence) {
+            self.heads.read_ended(entity, last.version + 1, sequence);
         }
         Ok((out, first_sequence))
     }
@@ -1161,7 +1212,12 @@ impl EventStore {
             .subscribe(inbox.clone())
             .await
             .map_err(|e| unavailable("reading events", e))?;
-        let request = serde_json::json!({ "seq": from, "next_by_subj": subject, "batch": batch });
+        let request = serde_json::json!({
+            "seq": from,
+            "next_by_subj": subject,
+            "batch": batch,
+            "max_bytes": DIRECT_BATCH_BYTES,
+        });
         self.client
             .publish_with_reply(
                 format!("$JS.API.DIRECT.GET.{EVENTS_STREAM}"),

@@ -584,3 +584,44 @@ async fn an_append_right_after_a_message_that_is_not_an_event_still_succeeds() {
     assert_eq!(all.len(), 2);
     verify_chain(&all).unwrap();
 }
+
+#[tokio::test]
+async fn a_stream_read_page_by_page_returns_every_event_once_in_order() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let (e, other) = (entity("paged"), entity("paged-other"));
+    let mut events = interleaved(&s, &e, &other, 60).await;
+    // A commit of three in the middle of the stream, so a page can end inside a message.
+    events.extend(
+        s.append(
+            &e,
+            60,
+            vec![
+                new_event("Tagged", r#"{"c":1}"#),
+                new_event("Tagged", r#"{"c":2}"#),
+                new_event("Tagged", r#"{"c":3}"#),
+            ],
+        )
+        .await
+        .unwrap(),
+    );
+    for v in 63..100u64 {
+        events.extend(
+            s.append(&e, v, vec![new_event("Tagged", &format!(r#"{{"n":{v}}}"#))])
+                .await
+                .unwrap(),
+        );
+    }
+    let store2 = store(&nats).await;
+    for (reader, page) in [(&s, 7u32), (&store2, 2), (&s, 61)] {
+        let mut read = Vec::new();
+        while let Some(next) = Some(reader.read(&e, read.len() as u64 + 1, page).await.unwrap())
+            .filter(|p| !p.is_empty())
+        {
+            read.extend(next);
+        }
+        assert_eq!(read, events, "pages of {page}");
+    }
+    // A read elsewhere than where the last one ended still starts where it is asked to.
+    assert_eq!(s.read(&e, 50, 3).await.unwrap(), events[49..52].to_vec());
+}
