@@ -295,12 +295,9 @@ impl<A: Aggregate> Fold<A> {
     ) -> Result<Self, EcsError> {
         let loaded = match log.load(entity, READ_PAGE) {
             Ok(loaded) => loaded,
-            Err(e) => {
-                notice(&format!(
-                    "snapshot of {entity} could not be loaded ({e}); replaying its events"
-                ));
-                return Ok(Self::empty());
-            }
+            // The two calls `load` stands for, one by one (a store without `load`, or a
+            // failure of either part): each failure is then treated as it always was.
+            Err(_) => return Self::start_apart(log, entity, notice),
         };
         let Some(snapshot) = loaded.snapshot else {
             let mut fold = Self::empty();
@@ -309,6 +306,40 @@ impl<A: Aggregate> Fold<A> {
             return Ok(fold);
         };
         match Self::resume(entity, snapshot, &loaded.events)? {
+            Ok(fold) => Ok(fold),
+            Err(why) => {
+                notice(&format!(
+                    "snapshot of {entity} ignored ({why}); replaying its events"
+                ));
+                Ok(Self::empty())
+            }
+        }
+    }
+
+    /// [`Fold::start`] by `load_snapshot`, then `read` from the snapshot's version: a snapshot
+    /// that cannot be loaded is reported and costs a full replay; a failed read fails the
+    /// command.
+    fn start_apart(
+        log: &mut impl EventLog,
+        entity: &EntityRef,
+        notice: &mut impl FnMut(&str),
+    ) -> Result<Self, EcsError> {
+        let snapshot = match log.load_snapshot(entity) {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return Ok(Self::empty()),
+            Err(e) => {
+                notice(&format!(
+                    "snapshot of {entity} could not be loaded ({e}); replaying its events"
+                ));
+                return Ok(Self::empty());
+            }
+        };
+        let page = if snapshot.version == 0 {
+            Vec::new()
+        } else {
+            log.read(entity, snapshot.version, READ_PAGE)?
+        };
+        match Self::resume(entity, snapshot, &page)? {
             Ok(fold) => Ok(fold),
             Err(why) => {
                 notice(&format!(
@@ -830,6 +861,90 @@ mod tests {
             assert_eq!(outcome.unwrap()[0].version, events + 1);
             assert_eq!(log.calls() - before, 2, "after {events} events");
         }
+    }
+
+    /// A store without `load` (an older provider), whose reads fail when `fail_reads` says so.
+    struct Apart {
+        log: MemoryLog,
+        fail_reads: bool,
+    }
+
+    impl EventLog for Apart {
+        fn read(
+            &mut self,
+            e: &EntityRef,
+            from: u64,
+            max: u32,
+        ) -> Result<Vec<RecordedEvent>, EcsError> {
+            if self.fail_reads {
+                return Err(EcsError::Unavailable("the store is down".into()));
+            }
+            self.log.read(e, from, max)
+        }
+        fn append(
+            &mut self,
+            e: &EntityRef,
+            expected: u64,
+            events: Vec<NewEvent>,
+        ) -> Result<Vec<RecordedEvent>, EcsError> {
+            self.log.append(e, expected, events)
+        }
+        fn load_snapshot(&mut self, e: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
+            self.log.load_snapshot(e)
+        }
+        fn save_snapshot(&mut self, snapshot: Snapshot) -> Result<(), EcsError> {
+            self.log.save_snapshot(snapshot)
+        }
+        fn load(&mut self, _: &EntityRef, _: u32) -> Result<Loaded, EcsError> {
+            Err(EcsError::Unavailable("no such function: load".into()))
+        }
+    }
+
+    #[test]
+    fn a_store_without_load_is_read_snapshot_first_and_only_after_it() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 100, 32);
+        let mut apart = Apart {
+            log,
+            fail_reads: false,
+        };
+        let before = apart.log.events_read();
+        let mut notices = Vec::new();
+        let stored = handle_command_with::<Counter>(
+            &mut apart,
+            req("a", "Add", r#"{"by":1}"#, None),
+            Settings { snapshot_every: 32 },
+            |n| notices.push(n.to_owned()),
+        )
+        .unwrap();
+        assert_eq!(stored[0].version, 101);
+        assert_eq!(
+            apart.log.events_read() - before,
+            5,
+            "the snapshot at 96 and 97-100"
+        );
+        assert!(notices.is_empty(), "{notices:?}");
+    }
+
+    #[test]
+    fn a_read_that_fails_after_a_snapshot_fails_the_command_instead_of_replaying() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        let mut apart = Apart {
+            log,
+            fail_reads: true,
+        };
+        let outcome = handle_command_with::<Counter>(
+            &mut apart,
+            req("a", "Add", r#"{"by":1}"#, None),
+            Settings::default(),
+            |_| {},
+        );
+        assert!(
+            matches!(outcome, Err(EcsError::Unavailable(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(apart.log.events(&entity("a")).len(), 40, "nothing appended");
     }
 
     #[test]

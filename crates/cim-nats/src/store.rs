@@ -484,34 +484,39 @@ fn bounded_insert<V>(map: &mut std::collections::HashMap<EntityRef, V>, entity: 
 }
 
 impl Heads {
+    /// The cache (nothing panics while it is held, so a poisoned lock still holds facts).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn get(&self, entity: &EntityRef) -> Option<Position> {
-        self.0.lock().ok()?.heads.get(entity).copied()
+        self.lock().heads.get(entity).copied()
     }
 
     fn put(&self, entity: &EntityRef, position: Position) {
-        if let Ok(mut known) = self.0.lock() {
-            bounded_insert(&mut known.heads, entity, position);
-        }
+        bounded_insert(&mut self.lock().heads, entity, position);
     }
 
     fn forget(&self, entity: &EntityRef) {
-        if let Ok(mut known) = self.0.lock() {
-            known.heads.remove(entity);
-        }
+        self.lock().heads.remove(entity);
     }
 
     /// The stream sequence to start a read of `entity` from version `from` at, when the last
     /// read ended just before it.
     fn next_read(&self, entity: &EntityRef, from: u64) -> Option<u64> {
-        let known = self.0.lock().ok()?;
+        let known = self.lock();
         let (version, sequence) = known.next_reads.get(entity)?;
         (*version == from).then_some(*sequence)
     }
 
     fn read_ended(&self, entity: &EntityRef, next_version: u64, sequence: u64) {
-        if let Ok(mut known) = self.0.lock() {
-            bounded_insert(&mut known.next_reads, entity, (next_version, sequence));
-        }
+        bounded_insert(
+            &mut self.lock().next_reads,
+            entity,
+            (next_version, sequence),
+        );
     }
 }
 
@@ -678,14 +683,8 @@ impl EventStore {
             Ok(mut stored) => stored.pop().map(|s| s.event),
             Err(e) if is_malformed(&e) => {
                 warn!(%subject, sequence = msg.sequence, error = %e, "the entity's last message is not an event; skipping it");
-                self.read_messages(entity)
+                self.last_event_before(entity, &subject, msg.sequence)
                     .await?
-                    .into_iter()
-                    .rev()
-                    .find_map(|m| match m {
-                        StoredMessage::Event(ev) => Some(*ev),
-                        StoredMessage::NotAnEvent { .. } => None,
-                    })
             }
             Err(e) => return Err(e),
         };
@@ -707,6 +706,35 @@ impl EventStore {
                 event,
             }),
         ))
+    }
+
+    /// The entity's last event stored before stream sequence `until` (its payload not fetched:
+    /// a head is for positions and CIDs), skipping messages that are not events. Only for an
+    /// entity whose last message is not an event; reads the entity's whole subject.
+    async fn last_event_before(
+        &self,
+        entity: &EntityRef,
+        subject: &str,
+        until: u64,
+    ) -> Result<Option<RecordedEvent>, EcsError> {
+        let (mut next, mut last) = (1, None);
+        loop {
+            let (page, more) = self.direct_batch(subject, next, DIRECT_BATCH).await?;
+            for (sequence, headers, payload) in page {
+                if sequence >= until {
+                    return Ok(last);
+                }
+                next = sequence + 1;
+                match decode_message(entity, &headers, &payload) {
+                    Ok(mut stored) => last = stored.pop().map(|s| s.event).or(last),
+                    Err(e) if is_malformed(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !more {
+                return Ok(last);
+            }
+        }
     }
 
     /// Every message on the entity's subject, in stream order, each decoded on its own: the
@@ -1048,7 +1076,14 @@ impl EventStore {
         };
         let sealed = seal_all(entity, expected, previous, events)?;
         let same = candidates.len() >= sealed.len()
-            && sealed.iter().zip(candidates).all(|(a, b)| a.cid == b.cid);
+            // The same CIDs are not enough: a CID commits to the fact, not to the command
+            // that decided it, so two commands deciding the same fact at the same version
+            // yield the same CIDs. Only the command that stored them gets them as its answer;
+            // the other gets `conflict` (and, without an expected version, decides again).
+            && sealed
+                .iter()
+                .zip(candidates)
+                .all(|(a, b)| a.cid == b.cid && a.meta.id == b.meta.id);
         if same {
             Ok(candidates[..sealed.len()].to_vec())
         } else {
@@ -1077,7 +1112,13 @@ impl EventStore {
         entity: &EntityRef,
         max: u32,
     ) -> Result<(Option<Snapshot>, Vec<RecordedEvent>), EcsError> {
-        let (kept, head) = tokio::try_join!(self.kept_snapshot(entity), self.head(entity))?;
+        let (kept, mut head) = tokio::try_join!(self.kept_snapshot(entity), self.head(entity))?;
+        // Read side by side, the snapshot may be newer than the head: look the head up again.
+        if let Some(k) = &kept {
+            if head.as_ref().map_or(0, |h| h.event.version) < k.snapshot.version {
+                head = self.head(entity).await?;
+            }
+        }
         let (from, hint) = match &kept {
             Some(k) => (
                 k.snapshot.version.max(1),
@@ -1110,13 +1151,20 @@ impl EventStore {
         }
         let subject = Subject::event(entity).to_string();
         if let Some(start) = hint.filter(|&s| s >= 1 && s <= head.sequence) {
-            let read = self
+            match self
                 .read_pages(entity, &subject, &head, start, from, max)
-                .await?;
-            if read.0.first().map(|e| e.version) == Some(from) {
-                return Ok(read);
+                .await
+            {
+                Ok(read) if read.0.first().map(|e| e.version) == Some(from) => return Ok(read),
+                Ok(_) => {
+                    debug!(%entity, start, from, "the saved start of a read was past its first event; searching")
+                }
+                // Whatever went wrong from the hint (a chain that does not start where it
+                // should), the search decides.
+                Err(e) => {
+                    debug!(%entity, start, from, error = %e, "a read from its saved start failed; searching")
+                }
             }
-            debug!(%entity, start, from, "the saved start of a read was past its first event; searching");
         }
         let start = self.start_sequence(&subject, head.sequence, from).await?;
         self.read_pages(entity, &subject, &head, start, from, max)
@@ -1142,10 +1190,17 @@ impl EventStore {
             ChainVerifier::partial()
         };
         let mut out = Vec::new();
+        let mut first_page = true;
         'pages: loop {
             // Every message holds at least one event: ask for no more than are still wanted
-            // (and one, for a first message holding versions before `from`).
-            let wanted = (max as usize).saturating_sub(out.len()).saturating_add(1);
+            // (and one, for a first message holding versions before `from`); once a page held
+            // nothing wanted (a start far before `from`), ask for full pages.
+            let wanted = if first_page || !out.is_empty() {
+                (max as usize).saturating_sub(out.len()).saturating_add(1)
+            } else {
+                DIRECT_BATCH
+            };
+            first_page = false;
             let (page, more) = self
                 .direct_batch(subject, next, wanted.min(DIRECT_BATCH))
                 .await?;
@@ -1165,19 +1220,21 @@ impl EventStore {
                     }
                     Err(e) => return Err(e),
                 };
-                let mut last_version = 0;
-                for ev in self.resolve(stored).await? {
-                    last_version = ev.version;
-                    if ev.version >= from && out.len() < max as usize {
-                        verifier.push(&ev).map_err(|e| {
-                            EcsError::Unavailable(format!(
-                                "event chain of {entity} is corrupt: {e}"
-                            ))
-                        })?;
-                        first_sequence.get_or_insert(sequence);
-                        last_sequence = Some(sequence);
-                        out.push(ev);
-                    }
+                let last_version = stored.last().map_or(0, |s| s.event.version);
+                // Only the events wanted have their offloaded payloads fetched.
+                let room = (max as usize).saturating_sub(out.len());
+                let wanted: Vec<Stored> = stored
+                    .into_iter()
+                    .filter(|s| s.event.version >= from)
+                    .take(room)
+                    .collect();
+                for ev in self.resolve(wanted).await? {
+                    verifier.push(&ev).map_err(|e| {
+                        EcsError::Unavailable(format!("event chain of {entity} is corrupt: {e}"))
+                    })?;
+                    first_sequence.get_or_insert(sequence);
+                    last_sequence = Some(sequence);
+                    out.push(ev);
                 }
                 // The head was read first: once its version is reached, the page is complete.
                 if out.len() >= max as usize || last_version >= head.event.version {

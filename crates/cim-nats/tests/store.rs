@@ -625,3 +625,82 @@ async fn a_stream_read_page_by_page_returns_every_event_once_in_order() {
     // A read elsewhere than where the last one ended still starts where it is asked to.
     assert_eq!(s.read(&e, 50, 3).await.unwrap(), events[49..52].to_vec());
 }
+
+#[tokio::test]
+async fn the_same_fact_decided_by_another_command_is_a_conflict_not_its_answer() {
+    let nats = NatsServer::start().unwrap();
+    let (one, other) = (store(&nats).await, store(&nats).await);
+    let e = entity("same-fact");
+    one.append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    let tag = |command: &str| NewEvent {
+        meta: Envelope::originating(format!("{command}-1"), 42),
+        ..new_event("Tagged", r#"{"tag":"finance"}"#)
+    };
+    let first = one.append(&e, 1, vec![tag("cmd-a")]).await.unwrap();
+    // Same fact, same version, same previous: the same CID, but another command.
+    let err = other.append(&e, 1, vec![tag("cmd-b")]).await.unwrap_err();
+    assert_eq!(
+        err,
+        EcsError::Conflict {
+            expected: 1,
+            actual: 2
+        }
+    );
+    // The command that stored it, sent again, is answered with what it stored.
+    assert_eq!(
+        other.append(&e, 1, vec![tag("cmd-a")]).await.unwrap(),
+        first
+    );
+    assert_eq!(one.read(&e, 1, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_head_behind_a_message_that_is_not_an_event_is_found_without_fetching_payloads() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let e = entity("offloaded-head");
+    let first = s
+        .append(&e, 0, vec![new_event("Created", "{}")])
+        .await
+        .unwrap();
+    // Version 2 offloaded to an object the object store does not hold (cannot be fetched
+    // now), then a message that is not an event.
+    let payload = br#"{"big":"not stored"}"#.to_vec();
+    let second = cim_domain::RecordedEvent::seal(
+        &e,
+        2,
+        Some(first[0].cid),
+        NewEvent {
+            payload: payload.clone(),
+            ..new_event("Tagged", "")
+        },
+    )
+    .unwrap();
+    let (mut headers, _) = cim_nats::store::encode(&second);
+    headers.insert(
+        cim_nats::names::header::PAYLOAD_CID,
+        cim_domain::object_cid(&payload).to_string().as_str(),
+    );
+    let js = async_nats::jetstream::new(s.client().clone());
+    let subject = "cim.evt.document.offloaded-head";
+    js.publish_with_headers(subject, headers, Vec::new().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.publish(subject, "not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let head = s.head(&e).await.unwrap().unwrap();
+    assert_eq!((head.event.version, head.event.cid), (2, second.cid));
+    // An append chains to version 2, never forks at it.
+    let third = s
+        .append(&e, 2, vec![new_event("Tagged", r#"{"n":3}"#)])
+        .await
+        .unwrap();
+    assert_eq!((third[0].version, third[0].previous), (3, Some(second.cid)));
+}
