@@ -103,39 +103,57 @@ pub async fn call_answered(
     first: Duration,
     total: Duration,
 ) -> anyhow::Result<Result<Vec<RecordedEvent>, EcsError>> {
+    let what = format!("{}/{} {}", cmd.entity.kind, cmd.entity.id, cmd.name);
+    resend_until_answered(&what, first, Duration::from_secs(8), total, || {
+        call(nats, lattice, cmd)
+    })
+    .await
+    .map_err(|e| {
+        e.context(format!(
+            "no answer from the `{}` component",
+            cmd.entity.kind
+        ))
+    })
+}
+
+/// Sends a call that is safe to repeat (`send`) and, without an answer after `first`, sends it
+/// again, then after twice as long (at most `max_gap`), until `total` has passed; the first
+/// answer to any send is the answer, and earlier sends stay in flight (their answer may still
+/// come). A send that fails outright is the error unless another is still in flight. `what`
+/// names the call in the warning logged for each resend.
+pub async fn resend_until_answered<T, F, Fut>(
+    what: &str,
+    first: Duration,
+    max_gap: Duration,
+    total: Duration,
+    mut send: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     use futures::StreamExt as _;
     let started = tokio::time::Instant::now();
     let mut sends = futures::stream::FuturesUnordered::new();
     let mut wait = first.max(Duration::from_millis(100));
     let mut sent = 0u32;
     loop {
-        sends.push(call(nats, lattice, cmd));
+        sends.push(send());
         sent += 1;
         let resend_at = (tokio::time::Instant::now() + wait).min(started + total);
         loop {
             match tokio::time::timeout_at(resend_at, sends.next()).await {
                 Ok(Some(Ok(answer))) => return Ok(answer),
-                // A send that failed outright (no component serves the kind): say so, unless
-                // another send is still in flight.
                 Ok(Some(Err(e))) if sends.is_empty() => return Err(e),
                 Ok(Some(Err(_))) => continue,
-                Ok(None) => break,
-                Err(_) => break,
+                Ok(None) | Err(_) => break,
             }
         }
         if started.elapsed() >= total {
-            anyhow::bail!(
-                "no answer from the `{}` component within {total:?} ({sent} sends)",
-                cmd.entity.kind
-            );
+            anyhow::bail!("{what}: no answer within {total:?} ({sent} sends)");
         }
-        tracing::warn!(
-            "{}/{} {}: no answer in {wait:?}; sending it again",
-            cmd.entity.kind,
-            cmd.entity.id,
-            cmd.name
-        );
-        wait = (wait * 2).min(Duration::from_secs(8));
+        tracing::warn!("{what}: no answer in {wait:?}; sending it again");
+        wait = (wait * 2).min(max_gap);
     }
 }
 

@@ -14,6 +14,9 @@ use crate::{Cli, Role};
 /// How long one reactor call of a retry may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a retried delivery waits for its answer before it is sent again.
+const RESEND_AFTER: Duration = Duration::from_secs(10);
+
 /// Every dead letter, oldest first, and the records that did not decode.
 pub async fn list(ctx: &Cli) -> anyhow::Result<(Vec<DeadLetter>, Vec<String>)> {
     let nats = ctx.connect(Role::Reader).await?;
@@ -106,13 +109,23 @@ pub async fn retry(ctx: &Cli, durable: &str, sequence: u64) -> anyhow::Result<()
     let mut delivered = 0;
     for event in events.into_iter().skip(letter.event_index) {
         let cid = event.cid.to_string();
-        let answer = tokio::time::timeout(
+        let event = cim_wrpc::event_out(event);
+        // Reactors are at-least-once consumers, so a delivery whose answer was lost
+        // (docs/operations.md, "Lost invocations") is sent again, after 10 s and then at
+        // most every 30 s: a reaction may run a build, and every send holds an instance.
+        let what = format!("delivering {cid} to {}", letter.reactor);
+        let answer = crate::call::resend_until_answered(
+            &what,
+            RESEND_AFTER,
+            Duration::from_secs(30),
             CALL_TIMEOUT,
-            reactor::on_event(&wrpc, None, &cim_wrpc::event_out(event)),
+            || async {
+                reactor::on_event(&wrpc, None, &event)
+                    .await
+                    .with_context(|| format!("wRPC call to {} failed", letter.reactor))
+            },
         )
-        .await
-        .with_context(|| format!("no answer from {} within {CALL_TIMEOUT:?}", letter.reactor))?
-        .with_context(|| format!("wRPC call to {} failed", letter.reactor))?;
+        .await?;
         if let Err(e) = answer {
             let e = cim_wrpc::error_in(e);
             letter.event_cid = Some(cid);
