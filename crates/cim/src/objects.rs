@@ -44,9 +44,27 @@ pub async fn put_object(
     media_type: &str,
 ) -> anyhow::Result<Result<String, EcsError>> {
     let client = objectstore_client(nats, lattice).await?;
-    within(
-        "put",
-        objectstore::put(&client, None, &data.into(), media_type),
+    let data: bytes::Bytes = data.into();
+    // A put is idempotent (the object is named by its bytes), so a put whose answer was lost
+    // (docs/operations.md, "Lost invocations") is sent again after 2 s.
+    resent("put", || {
+        within("put", objectstore::put(&client, None, &data, media_type))
+    })
+    .await
+}
+
+/// `call`, sent again without an answer after [`crate::FIRST_DEADLINE`] (doubling, at most 8 s
+/// apart), [`OBJECT_TIMEOUT`] in all.
+async fn resent<T, Fut>(what: &str, call: impl FnMut() -> Fut) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    crate::call::resend_until_answered(
+        &format!("object {what}"),
+        crate::FIRST_DEADLINE,
+        Duration::from_secs(8),
+        OBJECT_TIMEOUT,
+        call,
     )
     .await
 }
@@ -58,9 +76,11 @@ pub async fn get_object(
     cid: &str,
 ) -> anyhow::Result<Result<Vec<u8>, EcsError>> {
     let client = objectstore_client(nats, lattice).await?;
-    Ok(within("get", objectstore::get(&client, None, cid))
-        .await?
-        .map(Vec::from))
+    Ok(resent("get", || {
+        within("get", objectstore::get(&client, None, cid))
+    })
+    .await?
+    .map(Vec::from))
 }
 
 /// `cim object put FILE`: prints the CID.
