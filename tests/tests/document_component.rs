@@ -351,7 +351,7 @@ fn an_unusable_snapshot_is_logged_and_the_command_decides_on_the_whole_history()
         .snapshots
         .get_mut("document/s3")
         .expect("a snapshot");
-    snapshot.state = b"not a snapshot".to_vec();
+    snapshot.state = "not a snapshot".into();
     let before = h.backend.events_read;
     // t1 was tagged before the snapshot: deciding on the whole history knows it.
     let events = h

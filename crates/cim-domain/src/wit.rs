@@ -165,7 +165,7 @@ macro_rules! imported_event_log {
                     .map_err(|x| malformed(x.to_string()))?,
                 version: s.version,
                 last_cid: $crate::parse_cid(&s.last_cid).map_err(|x| malformed(x.to_string()))?,
-                state: Vec::from(s.state),
+                state: s.state.into_bytes(),
             })
         }
 
@@ -227,11 +227,14 @@ macro_rules! imported_event_log {
                 &mut self,
                 snapshot: $crate::Snapshot,
             ) -> Result<(), $crate::EcsError> {
+                let state = String::from_utf8(snapshot.state).map_err(|_| {
+                    $crate::EcsError::Invalid("a snapshot's state must be UTF-8 text (JSON)".into())
+                })?;
                 eventstore::save_snapshot(&eventstore::Snapshot {
                     entity: entity_out(&snapshot.entity),
                     version: snapshot.version,
                     last_cid: snapshot.last_cid.to_string(),
-                    state: snapshot.state.into(),
+                    state,
                 })
                 .map_err(error_in)
             }

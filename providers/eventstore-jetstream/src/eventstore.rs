@@ -19,13 +19,22 @@ fn caller(cx: &Option<Context>) -> &str {
         .unwrap_or("unknown")
 }
 
-fn snapshot_out(s: StoredSnapshot) -> Snapshot {
-    Snapshot {
+/// A stored snapshot as WIT; one whose state is not UTF-8 text (no component wrote it) is no
+/// snapshot: the command replays the entity instead.
+fn snapshot_out(s: StoredSnapshot) -> Option<Snapshot> {
+    let state = match String::from_utf8(s.state) {
+        Ok(state) => state,
+        Err(_) => {
+            tracing::warn!(entity = %s.entity, version = s.version, "a stored snapshot's state is not UTF-8 text; ignoring it");
+            return None;
+        }
+    };
+    Some(Snapshot {
         entity: entity_out(&s.entity),
         version: s.version,
         last_cid: s.last_cid,
-        state: s.state.into(),
-    }
+        state,
+    })
 }
 
 impl Handler<Option<Context>> for EventStoreProvider {
@@ -86,7 +95,7 @@ impl Handler<Option<Context>> for EventStoreProvider {
                 .await?
                 .load_snapshot(&entity)
                 .await?
-                .map(snapshot_out))
+                .and_then(snapshot_out))
         }
         .await;
         Ok(result.map_err(error_out))
@@ -102,7 +111,7 @@ impl Handler<Option<Context>> for EventStoreProvider {
             let entity = entity_in(&entity)?;
             let (snapshot, events) = self.store().await?.load(&entity, max.min(MAX_READ)).await?;
             Ok(Loaded {
-                snapshot: snapshot.map(snapshot_out),
+                snapshot: snapshot.and_then(snapshot_out),
                 events: events.into_iter().map(event_out).collect(),
             })
         }
@@ -123,7 +132,7 @@ impl Handler<Option<Context>> for EventStoreProvider {
                     entity,
                     version: snap.version,
                     last_cid: snap.last_cid,
-                    state: snap.state.to_vec(),
+                    state: snap.state.into_bytes(),
                 })
                 .await
         }
