@@ -300,6 +300,11 @@ impl<A: Aggregate> Fold<A> {
             Err(_) => return Self::start_apart(log, entity, notice),
         };
         let Some(snapshot) = loaded.snapshot else {
+            // Without a snapshot the events start at version 1; a store that says otherwise
+            // is asked the old way.
+            if loaded.events.first().is_some_and(|e| e.version != 1) {
+                return Self::start_apart(log, entity, notice);
+            }
             let mut fold = Self::empty();
             fold.fold_all(&loaded.events)?;
             fold.caught_up = loaded.events.len() < READ_PAGE as usize;
@@ -334,7 +339,11 @@ impl<A: Aggregate> Fold<A> {
                 return Ok(Self::empty());
             }
         };
-        let page = if snapshot.version == 0 {
+        // A snapshot that is ignored whatever the stream holds costs no read.
+        let ignored = snapshot.version == 0
+            || snapshot.entity != *entity
+            || decode_body::<A>(entity, &snapshot.state).is_err();
+        let page = if ignored {
             Vec::new()
         } else {
             log.read(entity, snapshot.version, READ_PAGE)?
@@ -924,6 +933,51 @@ mod tests {
             "the snapshot at 96 and 97-100"
         );
         assert!(notices.is_empty(), "{notices:?}");
+    }
+
+    /// A store whose `load` drops the snapshot but answers the events after it.
+    struct Skewed(MemoryLog);
+
+    impl EventLog for Skewed {
+        fn read(
+            &mut self,
+            e: &EntityRef,
+            from: u64,
+            max: u32,
+        ) -> Result<Vec<RecordedEvent>, EcsError> {
+            self.0.read(e, from, max)
+        }
+        fn append(
+            &mut self,
+            e: &EntityRef,
+            expected: u64,
+            events: Vec<NewEvent>,
+        ) -> Result<Vec<RecordedEvent>, EcsError> {
+            self.0.append(e, expected, events)
+        }
+        fn load(&mut self, e: &EntityRef, max: u32) -> Result<Loaded, EcsError> {
+            Ok(Loaded {
+                snapshot: None,
+                events: self.0.read(e, 33, max)?,
+            })
+        }
+    }
+
+    #[test]
+    fn a_load_without_a_snapshot_whose_events_do_not_start_at_one_is_read_again_from_one() {
+        let mut log = MemoryLog::new();
+        history(&mut log, 40, 32);
+        let mut skewed = Skewed(log);
+        let stored = handle_command_with::<Counter>(
+            &mut skewed,
+            req("a", "Add", r#"{"by":1}"#, None),
+            Settings::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(stored[0].version, 41);
+        let (state, _) = rehydrate::<Counter>(&mut skewed.0, &entity("a")).unwrap();
+        assert_eq!(state.0, 41);
     }
 
     #[test]

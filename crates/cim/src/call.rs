@@ -103,24 +103,22 @@ pub async fn call_answered(
     first: Duration,
     total: Duration,
 ) -> anyhow::Result<Result<Vec<RecordedEvent>, EcsError>> {
-    let what = format!("{}/{} {}", cmd.entity.kind, cmd.entity.id, cmd.name);
+    let what = format!(
+        "the `{}` component ({}/{} {})",
+        cmd.entity.kind, cmd.entity.kind, cmd.entity.id, cmd.name
+    );
     resend_until_answered(&what, first, Duration::from_secs(8), total, || {
         call(nats, lattice, cmd)
     })
     .await
-    .map_err(|e| {
-        e.context(format!(
-            "no answer from the `{}` component",
-            cmd.entity.kind
-        ))
-    })
 }
 
 /// Sends a call that is safe to repeat (`send`) and, without an answer after `first`, sends it
 /// again, then after twice as long (at most `max_gap`), until `total` has passed; the first
 /// answer to any send is the answer, and earlier sends stay in flight (their answer may still
-/// come). A send that fails outright is the error unless another is still in flight. `what`
-/// names the call in the warning logged for each resend.
+/// come). A send that fails outright is the error unless another is still in flight; when no
+/// answer comes, the error names the last such failure. `what` names the callee in the
+/// warning logged for each resend and in the error.
 pub async fn resend_until_answered<T, F, Fut>(
     what: &str,
     first: Duration,
@@ -135,8 +133,9 @@ where
     use futures::StreamExt as _;
     let started = tokio::time::Instant::now();
     let mut sends = futures::stream::FuturesUnordered::new();
-    let mut wait = first.max(Duration::from_millis(100));
-    let mut sent = 0u32;
+    let floor = Duration::from_millis(100);
+    let mut wait = first.max(floor);
+    let (mut sent, mut failed) = (0u32, None);
     loop {
         sends.push(send());
         sent += 1;
@@ -145,15 +144,16 @@ where
             match tokio::time::timeout_at(resend_at, sends.next()).await {
                 Ok(Some(Ok(answer))) => return Ok(answer),
                 Ok(Some(Err(e))) if sends.is_empty() => return Err(e),
-                Ok(Some(Err(_))) => continue,
+                Ok(Some(Err(e))) => failed = Some(e),
                 Ok(None) | Err(_) => break,
             }
         }
         if started.elapsed() >= total {
-            anyhow::bail!("{what}: no answer within {total:?} ({sent} sends)");
+            let why = failed.map_or(String::new(), |e| format!("; a send failed: {e:#}"));
+            anyhow::bail!("no answer from {what} within {total:?} ({sent} sends){why}");
         }
-        tracing::warn!("{what}: no answer in {wait:?}; sending it again");
-        wait = (wait * 2).min(max_gap);
+        tracing::warn!("no answer from {what} in {wait:?}; sending it again");
+        wait = (wait * 2).min(max_gap.max(floor));
     }
 }
 

@@ -14,8 +14,9 @@ use crate::{Cli, Role};
 /// How long one reactor call of a retry may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long a retried delivery waits for its answer before it is sent again.
-const RESEND_AFTER: Duration = Duration::from_secs(10);
+/// How long a retried delivery waits for its answer before it is sent again (once: the next
+/// gap would pass the call's whole deadline).
+const RESEND_AFTER: Duration = Duration::from_secs(40);
 
 /// Every dead letter, oldest first, and the records that did not decode.
 pub async fn list(ctx: &Cli) -> anyhow::Result<(Vec<DeadLetter>, Vec<String>)> {
@@ -111,13 +112,13 @@ pub async fn retry(ctx: &Cli, durable: &str, sequence: u64) -> anyhow::Result<()
         let cid = event.cid.to_string();
         let event = cim_wrpc::event_out(event);
         // Reactors are at-least-once consumers, so a delivery whose answer was lost
-        // (docs/operations.md, "Lost invocations") is sent again, after 10 s and then at
-        // most every 30 s: a reaction may run a build, and every send holds an instance.
-        let what = format!("delivering {cid} to {}", letter.reactor);
+        // (docs/operations.md, "Lost invocations") is sent again, once, after 40 s: a
+        // reaction may run a build, and every send holds an instance while it runs.
+        let what = format!("{} (delivering {cid})", letter.reactor);
         let answer = crate::call::resend_until_answered(
             &what,
             RESEND_AFTER,
-            Duration::from_secs(30),
+            CALL_TIMEOUT,
             CALL_TIMEOUT,
             || async {
                 reactor::on_event(&wrpc, None, &event)

@@ -45,23 +45,30 @@ pub async fn put_object(
 ) -> anyhow::Result<Result<String, EcsError>> {
     let client = objectstore_client(nats, lattice).await?;
     let data: bytes::Bytes = data.into();
-    // A put is idempotent (the object is named by its bytes), so a put whose answer was lost
-    // (docs/operations.md, "Lost invocations") is sent again after 2 s.
-    resent("put", || {
+    // A put is idempotent (the object is named by its bytes), so a small put whose answer was
+    // lost (docs/operations.md, "Lost invocations") is sent again after 2 s; a large one, which
+    // may simply take longer and would be uploaded again in full, is sent once.
+    if data.len() > RESEND_PUTS_UP_TO {
+        return within("put", objectstore::put(&client, None, &data, media_type)).await;
+    }
+    resent("put", crate::FIRST_DEADLINE, || {
         within("put", objectstore::put(&client, None, &data, media_type))
     })
     .await
 }
 
-/// `call`, sent again without an answer after [`crate::FIRST_DEADLINE`] (doubling, at most 8 s
-/// apart), [`OBJECT_TIMEOUT`] in all.
-async fn resent<T, Fut>(what: &str, call: impl FnMut() -> Fut) -> anyhow::Result<T>
+/// Puts up to this size are sent again when unanswered.
+const RESEND_PUTS_UP_TO: usize = 1024 * 1024;
+
+/// `call`, sent again without an answer after `first` (doubling, at most 8 s apart),
+/// [`OBJECT_TIMEOUT`] in all.
+async fn resent<T, Fut>(what: &str, first: Duration, call: impl FnMut() -> Fut) -> anyhow::Result<T>
 where
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     crate::call::resend_until_answered(
-        &format!("object {what}"),
-        crate::FIRST_DEADLINE,
+        &format!("{OBJECTSTORE_ID} ({what})"),
+        first,
         Duration::from_secs(8),
         OBJECT_TIMEOUT,
         call,
@@ -76,7 +83,8 @@ pub async fn get_object(
     cid: &str,
 ) -> anyhow::Result<Result<Vec<u8>, EcsError>> {
     let client = objectstore_client(nats, lattice).await?;
-    Ok(resent("get", || {
+    // A get may move up to the largest object: it is sent again after 5 s.
+    Ok(resent("get", Duration::from_secs(5), || {
         within("get", objectstore::get(&client, None, cid))
     })
     .await?
