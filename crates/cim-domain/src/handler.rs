@@ -872,20 +872,33 @@ mod tests {
         }
     }
 
-    /// A store without `load` (an older provider), whose reads fail when `fail_reads` says so.
-    struct Apart {
-        log: MemoryLog,
-        fail_reads: bool,
+    /// What a [`Faulty`] log gets wrong.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fault {
+        /// `load` does not exist (an older provider).
+        NoLoad,
+        /// No `load`, and every read fails.
+        NoLoadNoReads,
+        /// `load` drops the snapshot but answers the events from this version on.
+        LoadSkewedFrom(u64),
+        /// Every snapshot save is refused.
+        NoSaves,
     }
 
-    impl EventLog for Apart {
+    /// A [`MemoryLog`] with one [`Fault`].
+    struct Faulty {
+        log: MemoryLog,
+        fault: Fault,
+    }
+
+    impl EventLog for Faulty {
         fn read(
             &mut self,
             e: &EntityRef,
             from: u64,
             max: u32,
         ) -> Result<Vec<RecordedEvent>, EcsError> {
-            if self.fail_reads {
+            if self.fault == Fault::NoLoadNoReads {
                 return Err(EcsError::Unavailable("the store is down".into()));
             }
             self.log.read(e, from, max)
@@ -899,13 +912,28 @@ mod tests {
             self.log.append(e, expected, events)
         }
         fn load_snapshot(&mut self, e: &EntityRef) -> Result<Option<Snapshot>, EcsError> {
-            self.log.load_snapshot(e)
+            match self.fault {
+                Fault::LoadSkewedFrom(_) => Ok(None),
+                _ => self.log.load_snapshot(e),
+            }
         }
         fn save_snapshot(&mut self, snapshot: Snapshot) -> Result<(), EcsError> {
-            self.log.save_snapshot(snapshot)
+            match self.fault {
+                Fault::NoSaves => Err(EcsError::Unavailable("bucket is read-only".into())),
+                _ => self.log.save_snapshot(snapshot),
+            }
         }
-        fn load(&mut self, _: &EntityRef, _: u32) -> Result<Loaded, EcsError> {
-            Err(EcsError::Unavailable("no such function: load".into()))
+        fn load(&mut self, e: &EntityRef, max: u32) -> Result<Loaded, EcsError> {
+            match self.fault {
+                Fault::NoLoad | Fault::NoLoadNoReads => {
+                    Err(EcsError::Unavailable("no such function: load".into()))
+                }
+                Fault::LoadSkewedFrom(from) => Ok(Loaded {
+                    snapshot: None,
+                    events: self.log.read(e, from, max)?,
+                }),
+                Fault::NoSaves => self.log.load(e, max),
+            }
         }
     }
 
@@ -913,9 +941,9 @@ mod tests {
     fn a_store_without_load_is_read_snapshot_first_and_only_after_it() {
         let mut log = MemoryLog::new();
         history(&mut log, 100, 32);
-        let mut apart = Apart {
+        let mut apart = Faulty {
             log,
-            fail_reads: false,
+            fault: Fault::NoLoad,
         };
         let before = apart.log.events_read();
         let mut notices = Vec::new();
@@ -935,39 +963,14 @@ mod tests {
         assert!(notices.is_empty(), "{notices:?}");
     }
 
-    /// A store whose `load` drops the snapshot but answers the events after it.
-    struct Skewed(MemoryLog);
-
-    impl EventLog for Skewed {
-        fn read(
-            &mut self,
-            e: &EntityRef,
-            from: u64,
-            max: u32,
-        ) -> Result<Vec<RecordedEvent>, EcsError> {
-            self.0.read(e, from, max)
-        }
-        fn append(
-            &mut self,
-            e: &EntityRef,
-            expected: u64,
-            events: Vec<NewEvent>,
-        ) -> Result<Vec<RecordedEvent>, EcsError> {
-            self.0.append(e, expected, events)
-        }
-        fn load(&mut self, e: &EntityRef, max: u32) -> Result<Loaded, EcsError> {
-            Ok(Loaded {
-                snapshot: None,
-                events: self.0.read(e, 33, max)?,
-            })
-        }
-    }
-
     #[test]
     fn a_load_without_a_snapshot_whose_events_do_not_start_at_one_is_read_again_from_one() {
         let mut log = MemoryLog::new();
         history(&mut log, 40, 32);
-        let mut skewed = Skewed(log);
+        let mut skewed = Faulty {
+            log,
+            fault: Fault::LoadSkewedFrom(33),
+        };
         let stored = handle_command_with::<Counter>(
             &mut skewed,
             req("a", "Add", r#"{"by":1}"#, None),
@@ -976,7 +979,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(stored[0].version, 41);
-        let (state, _) = rehydrate::<Counter>(&mut skewed.0, &entity("a")).unwrap();
+        let (state, _) = rehydrate::<Counter>(&mut skewed.log, &entity("a")).unwrap();
         assert_eq!(state.0, 41);
     }
 
@@ -984,9 +987,9 @@ mod tests {
     fn a_read_that_fails_after_a_snapshot_fails_the_command_instead_of_replaying() {
         let mut log = MemoryLog::new();
         history(&mut log, 40, 32);
-        let mut apart = Apart {
+        let mut apart = Faulty {
             log,
-            fail_reads: true,
+            fault: Fault::NoLoadNoReads,
         };
         let outcome = handle_command_with::<Counter>(
             &mut apart,
@@ -1112,30 +1115,10 @@ mod tests {
 
     #[test]
     fn a_snapshot_that_cannot_be_saved_fails_no_command() {
-        /// A log whose snapshot bucket refuses every save.
-        struct Refusing(MemoryLog);
-        impl EventLog for Refusing {
-            fn read(
-                &mut self,
-                e: &EntityRef,
-                from: u64,
-                max: u32,
-            ) -> Result<Vec<RecordedEvent>, EcsError> {
-                self.0.read(e, from, max)
-            }
-            fn append(
-                &mut self,
-                e: &EntityRef,
-                v: u64,
-                evs: Vec<NewEvent>,
-            ) -> Result<Vec<RecordedEvent>, EcsError> {
-                self.0.append(e, v, evs)
-            }
-            fn save_snapshot(&mut self, _: Snapshot) -> Result<(), EcsError> {
-                Err(EcsError::Unavailable("bucket is read-only".into()))
-            }
-        }
-        let mut log = Refusing(MemoryLog::new());
+        let mut log = Faulty {
+            log: MemoryLog::new(),
+            fault: Fault::NoSaves,
+        };
         let mut notices = Vec::new();
         for _ in 0..2 {
             handle_command_with::<Counter>(
@@ -1146,7 +1129,7 @@ mod tests {
             )
             .expect("appended although the snapshot was not saved");
         }
-        assert_eq!(log.0.events(&entity("a")).len(), 2);
+        assert_eq!(log.log.events(&entity("a")).len(), 2);
         assert!(
             notices.len() == 2 && notices[0].contains("read-only"),
             "{notices:?}"

@@ -1104,7 +1104,8 @@ impl EventStore {
     }
 
     /// The latest snapshot of `entity` and at most `max` events from it on (from the
-    /// snapshot's own version, or from version 1 without a snapshot), verifying the chain:
+    /// snapshot's own version, or from version 1 without a snapshot or with one whose state
+    /// is not UTF-8 text), verifying the chain:
     /// what a command reads first, in one call. The read starts at the stream sequence saved
     /// with the snapshot, so its cost does not grow with the entity's history.
     pub async fn load(
@@ -1113,6 +1114,15 @@ impl EventStore {
         max: u32,
     ) -> Result<(Option<Snapshot>, Vec<RecordedEvent>), EcsError> {
         let (kept, mut head) = tokio::try_join!(self.kept_snapshot(entity), self.head(entity))?;
+        // A snapshot's state is JSON text (it crosses WIT as a `string`); one that is not (no
+        // component wrote it) is no snapshot, and the events are read from version 1.
+        let kept = kept.filter(|k| {
+            let text = std::str::from_utf8(&k.snapshot.state).is_ok();
+            if !text {
+                warn!(%entity, version = k.snapshot.version, "a stored snapshot's state is not UTF-8 text; ignoring it");
+            }
+            text
+        });
         // Read side by side, the snapshot may be newer than the head: look the head up again.
         if let Some(k) = &kept {
             if head.as_ref().map_or(0, |h| h.event.version) < k.snapshot.version {

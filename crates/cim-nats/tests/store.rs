@@ -704,3 +704,22 @@ async fn the_head_behind_a_message_that_is_not_an_event_is_found_without_fetchin
         .unwrap();
     assert_eq!((third[0].version, third[0].previous), (3, Some(second.cid)));
 }
+
+#[tokio::test]
+async fn a_snapshot_whose_state_is_not_text_is_no_snapshot_and_the_load_starts_at_one() {
+    let nats = NatsServer::start().unwrap();
+    let s = store(&nats).await;
+    let (e, other) = (entity("binary-state"), entity("binary-state-other"));
+    let events = interleaved(&s, &e, &other, 40).await;
+    s.save_snapshot(Snapshot {
+        entity: e.clone(),
+        version: 35,
+        last_cid: events[34].cid.to_string(),
+        state: vec![0xff, 0xfe, 0x00],
+    })
+    .await
+    .unwrap();
+    let (snapshot, loaded) = s.load(&e, 100).await.unwrap();
+    assert!(snapshot.is_none(), "ignored");
+    assert_eq!(loaded, events, "every event, from version 1");
+}

@@ -109,22 +109,10 @@ impl Handler<Option<Context>> for EventStoreProvider {
     ) -> anyhow::Result<Result<Loaded, EcsError>> {
         let result: Result<Loaded, DomainError> = async {
             let entity = entity_in(&entity)?;
-            let store = self.store().await?;
-            let max = max.min(MAX_READ);
-            let (snapshot, mut events) = store.load(&entity, max).await?;
-            let snapshot = match snapshot {
-                Some(stored) => match snapshot_out(stored) {
-                    Some(snapshot) => Some(snapshot),
-                    // Dropped: the events must then start at version 1, not at its version.
-                    None => {
-                        events = store.read(&entity, 1, max).await?;
-                        None
-                    }
-                },
-                None => None,
-            };
+            // The store answers only snapshots whose state is text, so none is dropped here.
+            let (snapshot, events) = self.store().await?.load(&entity, max.min(MAX_READ)).await?;
             Ok(Loaded {
-                snapshot,
+                snapshot: snapshot.and_then(snapshot_out),
                 events: events.into_iter().map(event_out).collect(),
             })
         }
