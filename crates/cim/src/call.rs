@@ -337,4 +337,69 @@ mod tests {
             Err(PayloadArgError::NotText { .. })
         ));
     }
+
+    /// Sends whose futures answer in order: `None` never answers, `Some(r)` answers `r`.
+    fn scripted(
+        script: Vec<Option<Result<u32, &'static str>>>,
+    ) -> impl FnMut() -> futures::future::BoxFuture<'static, anyhow::Result<u32>> {
+        let mut script = script.into_iter();
+        move || match script.next().flatten() {
+            Some(r) => Box::pin(async move { r.map_err(anyhow::Error::msg) }),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_first_send_is_never_answered_is_answered_by_the_next() {
+        let t = std::time::Instant::now();
+        let answer = resend_until_answered(
+            "test",
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+            scripted(vec![None, Some(Ok(7))]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer, 7);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "not the whole deadline"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_an_answer_the_error_names_the_deadline_and_the_last_failed_send() {
+        let err = resend_until_answered(
+            "the test callee",
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            Duration::from_millis(500),
+            scripted(vec![None, Some(Err("no responders")), None]),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("no answer from the test callee within")
+                && err.contains("a send failed: no responders"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lone_send_that_fails_outright_is_the_error_at_once() {
+        let t = std::time::Instant::now();
+        let err = resend_until_answered(
+            "test",
+            Duration::from_secs(2),
+            Duration::from_secs(8),
+            Duration::from_secs(30),
+            scripted(vec![Some(Err("no component serves it"))]),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.to_string(), "no component serves it");
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
 }
