@@ -41,6 +41,26 @@ pub trait Aggregate: Default + Serialize + DeserializeOwned {
         1
     }
 
+    /// An upcaster: brings the payload of a stored event written in an older shape to the
+    /// shape [`Self::Event`] decodes, before it is decoded. Returns `None` when the payload
+    /// needs no change (the default, and the common case, which costs nothing).
+    fn upcast(_name: &str, _schema_version: u32, _payload: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Decodes a stored event: [`Self::upcast`], then [`EventCodec::decode`]. Everything that
+    /// reads an aggregate's stored events goes through here.
+    fn decode_event(
+        name: &str,
+        schema_version: u32,
+        payload: &[u8],
+    ) -> Result<Self::Event, CodecError> {
+        match Self::upcast(name, schema_version, payload) {
+            Some(upcast) => EventCodec::decode(name, &upcast),
+            None => EventCodec::decode(name, payload),
+        }
+    }
+
     /// Builds the state from a history of events.
     fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self
     where

@@ -154,7 +154,7 @@ pub fn rehydrate_seeing<A: Aggregate>(
                 .push(ev)
                 .map_err(|e| EcsError::Unavailable(format!("event chain is corrupt: {e}")))?;
             let domain: A::Event =
-                EventCodec::decode(ev.name.as_str(), &ev.payload).map_err(|e| {
+                A::decode_event(ev.name.as_str(), ev.schema_version, &ev.payload).map_err(|e| {
                     EcsError::Unavailable(format!("stored event cannot be decoded: {e}"))
                 })?;
             state.apply(&domain);
@@ -418,7 +418,7 @@ impl<A: Aggregate> Fold<A> {
         for ev in events {
             self.verify(ev)?;
             let domain: A::Event =
-                EventCodec::decode(ev.name.as_str(), &ev.payload).map_err(|e| {
+                A::decode_event(ev.name.as_str(), ev.schema_version, &ev.payload).map_err(|e| {
                     EcsError::Unavailable(format!("stored event cannot be decoded: {e}"))
                 })?;
             self.state.apply(&domain);

@@ -14,7 +14,7 @@
 //! again later and nothing is lost; a model the server does not have, or a refused request,
 //! is recorded as a failure, because asking again would not help.
 
-use cim_domain::{Aggregate, EcsError, EntityRef, Envelope, EventCodec, EventLog, RecordedEvent};
+use cim_domain::{Aggregate, EcsError, EntityRef, Envelope, EventLog, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{Document, DocumentCommand, DocumentEvent};
@@ -181,7 +181,7 @@ pub enum Reaction {
 }
 
 fn decode(event: &RecordedEvent) -> Result<DocumentEvent, EcsError> {
-    EventCodec::decode(event.name.as_str(), &event.payload).map_err(|e| {
+    Document::decode_event(event.name.as_str(), event.schema_version, &event.payload).map_err(|e| {
         EcsError::Invalid(format!(
             "{} v{}: undecodable document event: {e}",
             event.entity, event.version
@@ -362,7 +362,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use cim_domain::testing::{run_commands, MemoryLog};
-    use cim_domain::{handle_command, object_cid, CommandRequest, NewEvent};
+    use cim_domain::{handle_command, object_cid, CommandRequest, EventCodec, NewEvent};
 
     /// The ports of a test: the real document aggregate on an in-memory log, a graph of
     /// embeddings in a map, objects in a map, and model answers given by the test (the

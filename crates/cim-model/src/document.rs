@@ -20,122 +20,12 @@ use crate::rules::{cid, ensure, label, text};
 /// Longest attached text accepted inline, in characters; longer text goes to the object store.
 pub const MAX_TEXT_CHARS: usize = 64 * 1024;
 
-/// Commands a document accepts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum DocumentCommand {
-    /// Creates the document.
-    Create {
-        /// Human title.
-        title: String,
-        /// CID of the content in the object store.
-        content_cid: String,
-        /// Media type of the content (`application/pdf`).
-        media_type: String,
-        /// Categories the document may be classified into.
-        categories: Vec<String>,
-    },
-    /// Attaches the text extracted from the content.
-    AttachText {
-        /// The extracted text.
-        text: String,
-    },
-    /// Classifies the document into one of its categories.
-    Classify {
-        /// The chosen category.
-        category: String,
-        /// Confidence in `[0, 1]`.
-        confidence: f64,
-        /// Who classified: a model name or a person.
-        classified_by: String,
-        /// The model that answered, when a model classified (as the server names it).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        model: Option<String>,
-        /// CID of the exact prompt in the object store, when a model classified.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        prompt_cid: Option<String>,
-    },
-    /// Records that an automatic classification did not produce a usable answer.
-    RecordClassificationFailure {
-        /// What went wrong.
-        reason: String,
-        /// The model asked.
-        model: String,
-        /// CID of the prompt in the object store.
-        #[serde(default)]
-        prompt_cid: Option<String>,
-        /// The model's answer, if it gave one.
-        #[serde(default)]
-        answer: Option<String>,
-    },
-    /// Adds a tag.
-    Tag {
-        /// The tag, `a-z 0-9 -`.
-        tag: String,
-    },
-    /// Archives the document; it accepts no command afterwards.
-    Archive {
-        /// Why it was archived.
-        reason: String,
-    },
+/// The types of `cim:document/types`, generated from `wit/entities/document/document.wit`:
+/// [`DocumentCommand`] and [`DocumentEvent`] (ADR 0012).
+mod language {
+    include!(concat!(env!("OUT_DIR"), "/document.rs"));
 }
-
-/// Facts about a document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum DocumentEvent {
-    /// The document was created.
-    DocumentCreated {
-        /// Human title.
-        title: String,
-        /// CID of the content.
-        content_cid: String,
-        /// Media type of the content.
-        media_type: String,
-        /// Allowed categories.
-        categories: Vec<String>,
-    },
-    /// Extracted text was attached.
-    TextAttached {
-        /// The text.
-        text: String,
-    },
-    /// The document was classified.
-    DocumentClassified {
-        /// The category.
-        category: String,
-        /// Confidence in `[0, 1]`.
-        confidence: f64,
-        /// Who classified.
-        classified_by: String,
-        /// The model that answered (absent when a person classified).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        model: Option<String>,
-        /// CID of the prompt the model answered (absent when a person classified).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        prompt_cid: Option<String>,
-    },
-    /// An automatic classification produced no usable answer.
-    ClassificationFailed {
-        /// What went wrong.
-        reason: String,
-        /// The model asked.
-        model: String,
-        /// CID of the prompt.
-        prompt_cid: Option<String>,
-        /// The model's answer, if any.
-        answer: Option<String>,
-    },
-    /// A tag was added.
-    DocumentTagged {
-        /// The tag.
-        tag: String,
-    },
-    /// The document was archived.
-    DocumentArchived {
-        /// Why.
-        reason: String,
-    },
-}
+pub use language::*;
 
 /// Why a document refuses a command.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -22,207 +22,18 @@ use thiserror::Error;
 
 use crate::rules::{cid, ensure, label, text};
 
-/// Commands a package accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum PackageCommand {
-    /// Starts the pipeline for a commit.
-    SubmitCommit {
-        /// Repository URL or path.
-        repository: String,
-        /// Full commit hash (40 or 64 hex digits).
-        commit: String,
-        /// Branch the commit is on.
-        branch: String,
-        /// Commit author.
-        author: String,
-    },
-    /// Opens a pull request for the commit.
-    OpenPullRequest {
-        /// Pull request number.
-        number: u64,
-        /// Pull request title.
-        title: String,
-    },
-    /// Approves the pull request.
-    ApprovePullRequest {
-        /// Who approved; must not be the author.
-        reviewer: String,
-    },
-    /// Requests a Nix build of the approved commit.
-    RequestBuild {
-        /// Flake reference (`git+file:///src?rev=…`).
-        flake_ref: String,
-        /// Flake output attribute (`packages.x86_64-linux.default`).
-        attribute: String,
-    },
-    /// Records a successful build (sent by the build system).
-    RecordBuildSuccess {
-        /// Store paths built.
-        out_paths: Vec<String>,
-        /// NAR hash of the main output.
-        nar_hash: String,
-        /// CID of the build log.
-        log_cid: Option<String>,
-    },
-    /// Records a failed build (sent by the build system).
-    RecordBuildFailure {
-        /// What went wrong.
-        error: String,
-        /// CID of the build log.
-        log_cid: Option<String>,
-    },
-    /// Publishes a built store path.
-    PublishPackage {
-        /// The store path, one of the build's outputs.
-        store_path: String,
-        /// CID of the published artifact (its NAR or closure) in the object store.
-        package_cid: String,
-    },
-    /// Names the published package and its version.
-    ConfigurePackage {
-        /// Package name.
-        name: String,
-        /// Package version.
-        version: String,
-    },
-    /// Creates the deployment context (`production`, `staging`).
-    CreateContext {
-        /// Context name.
-        context: String,
-    },
-    /// Adds one configuration entry to the context.
-    AddConfiguration {
-        /// Key, `a-z 0-9 -`.
-        key: String,
-        /// Value.
-        value: String,
-    },
-    /// Deploys the package as a container on a host.
-    DeployContainer {
-        /// Target host.
-        host: String,
-        /// Container name.
-        container: String,
-    },
+/// The types of `cim:package/types`, generated from `wit/entities/package/package.wit`:
+/// [`PackageCommand`], [`PackageEvent`] and [`Phase`] (ADR 0012).
+mod language {
+    include!(concat!(env!("OUT_DIR"), "/package.rs"));
 }
+pub use language::*;
 
-/// Facts about a package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PackageEvent {
-    /// A commit entered the pipeline.
-    CommitSubmitted {
-        /// Repository URL or path.
-        repository: String,
-        /// Commit hash.
-        commit: String,
-        /// Branch.
-        branch: String,
-        /// Author.
-        author: String,
-    },
-    /// A pull request was opened.
-    PullRequestOpened {
-        /// Number.
-        number: u64,
-        /// Title.
-        title: String,
-    },
-    /// The pull request was approved.
-    PullRequestApproved {
-        /// Reviewer.
-        reviewer: String,
-    },
-    /// A build was requested.
-    BuildRequested {
-        /// Flake reference.
-        flake_ref: String,
-        /// Attribute.
-        attribute: String,
-        /// 1 for the first build, then 2, 3… for retries.
-        attempt: u32,
-    },
-    /// The build succeeded.
-    BuildSucceeded {
-        /// The attempt this outcome concludes (the latest `BuildRequested`).
-        #[serde(default)]
-        attempt: u32,
-        /// Store paths built.
-        out_paths: Vec<String>,
-        /// NAR hash.
-        nar_hash: String,
-        /// Build log CID.
-        log_cid: Option<String>,
-    },
-    /// The build failed.
-    BuildFailed {
-        /// The attempt this outcome concludes (the latest `BuildRequested`).
-        #[serde(default)]
-        attempt: u32,
-        /// Error.
-        error: String,
-        /// Build log CID.
-        log_cid: Option<String>,
-    },
-    /// A store path was published.
-    PackagePublished {
-        /// Store path.
-        store_path: String,
-        /// Artifact CID.
-        package_cid: String,
-    },
-    /// The package was named and versioned.
-    PackageConfigured {
-        /// Name.
-        name: String,
-        /// Version.
-        version: String,
-    },
-    /// A deployment context was created.
-    ContextCreated {
-        /// Context name.
-        context: String,
-    },
-    /// A configuration entry was added.
-    ConfigurationAdded {
-        /// Key.
-        key: String,
-        /// Value.
-        value: String,
-    },
-    /// The package was deployed as a container.
-    ContainerDeployed {
-        /// Host.
-        host: String,
-        /// Container.
-        container: String,
-    },
-}
-
-/// Where a package is in its pipeline.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// Nothing submitted yet.
-    #[default]
-    New,
-    /// A commit was submitted.
-    Submitted,
-    /// The pull request is open.
-    InReview,
-    /// The pull request is approved.
-    Approved,
-    /// A build is running.
-    Building,
-    /// The last build failed.
-    BuildFailed,
-    /// The build succeeded.
-    Built,
-    /// A store path was published.
-    Published,
-    /// Named and versioned.
-    Configured,
-    /// A deployment context exists.
-    InContext,
+impl Default for Phase {
+    /// A package starts with nothing submitted.
+    fn default() -> Self {
+        Phase::New
+    }
 }
 
 /// Why a package refuses a command.
@@ -298,6 +109,22 @@ impl Aggregate for Package {
     type Command = PackageCommand;
     type Event = PackageEvent;
     type Error = PackageError;
+
+    /// `BuildSucceeded` and `BuildFailed` stored before builds were counted have no
+    /// `attempt`: they conclude attempt 0.
+    fn upcast(name: &str, _schema_version: u32, payload: &[u8]) -> Option<Vec<u8>> {
+        if !matches!(name, "BuildSucceeded" | "BuildFailed") {
+            return None;
+        }
+        let serde_json::Value::Object(mut fields) = serde_json::from_slice(payload).ok()? else {
+            return None;
+        };
+        if fields.contains_key("attempt") {
+            return None;
+        }
+        fields.insert("attempt".into(), 0.into());
+        serde_json::to_vec(&fields).ok()
+    }
 
     fn decide(&self, cmd: &PackageCommand) -> Result<Vec<PackageEvent>, PackageError> {
         use PackageCommand as C;

@@ -16,7 +16,7 @@
 //! the build capability ([`Builder`]) and the package entity ([`Packages`]). Components supply
 //! their WIT imports; native tests supply an in-memory log and the real package aggregate.
 
-use cim_domain::{Aggregate, EcsError, EntityRef, Envelope, EventCodec, EventLog, RecordedEvent};
+use cim_domain::{Aggregate, EcsError, EntityRef, Envelope, EventLog, RecordedEvent};
 
 use crate::package::{Package, PackageCommand, PackageEvent};
 
@@ -86,7 +86,7 @@ pub fn request(event: &RecordedEvent) -> Result<Option<Request>, EcsError> {
 }
 
 fn decode(event: &RecordedEvent) -> Result<PackageEvent, EcsError> {
-    EventCodec::decode(event.name.as_str(), &event.payload).map_err(|e| {
+    Package::decode_event(event.name.as_str(), event.schema_version, &event.payload).map_err(|e| {
         EcsError::Invalid(format!(
             "{} v{}: undecodable package event: {e}",
             event.entity, event.version
@@ -325,7 +325,7 @@ mod tests {
     use super::*;
 
     use cim_domain::testing::{run_commands, MemoryLog};
-    use cim_domain::{handle_command, object_cid, CommandRequest, NewEvent};
+    use cim_domain::{handle_command, object_cid, CommandRequest, EventCodec, NewEvent};
 
     const OUT: &str = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello";
 
