@@ -33,6 +33,8 @@ mod agent;
 mod pipeline;
 #[path = "e2e/readme.rs"]
 mod readme;
+#[path = "e2e/typed.rs"]
+mod typed;
 #[path = "e2e/ui.rs"]
 mod ui;
 
@@ -74,6 +76,8 @@ fn main() -> ExitCode {
         an_unusable_model_answer_is_a_recorded_failure,
         an_inference_outage_is_retried_and_nothing_is_lost,
         a_stale_expected_version_is_a_conflict_and_stores_nothing,
+        a_document_and_a_package_answer_typed_calls_from_a_client_generated_from_their_wit,
+        cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_nothing,
         bad_input_gets_a_typed_error_and_stores_nothing,
         cim_call_refuses_bad_arguments_with_their_reason_and_reads_a_payload_file,
         a_command_sent_again_with_its_id_is_answered_with_the_same_events_stored_once,
@@ -163,7 +167,7 @@ async fn start() -> Result<Shared, String> {
     })
 }
 
-const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+pub(crate) const CONTENT: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
 
 fn create_doc() -> String {
     format!(
@@ -240,6 +244,18 @@ async fn cim_call(lattice: &TestLattice, args: Vec<String>) -> (bool, String, St
 
 fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
+}
+
+fn a_document_and_a_package_answer_typed_calls_from_a_client_generated_from_their_wit(
+    s: &Shared,
+) -> LocalBoxFuture<'_, ()> {
+    typed::a_document_and_a_package_answer_typed_calls_from_a_client_generated_from_their_wit(s)
+}
+
+fn cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_nothing(
+    s: &Shared,
+) -> LocalBoxFuture<'_, ()> {
+    typed::cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_nothing(s)
 }
 
 fn a_forged_build_success_is_dead_lettered_and_the_pipeline_moves_on(

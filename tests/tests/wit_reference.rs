@@ -4,15 +4,29 @@
 
 use std::collections::BTreeSet;
 
-/// The names `wit/*.wit` declares: interfaces, worlds, types and functions.
-fn declared() -> BTreeSet<String> {
+/// The `.wit` files of `cim:ecs` (`wit/`) and of every entity package (`wit/entities/*/`).
+fn wit_files() -> Vec<std::path::PathBuf> {
     let root = cim_testkit::workspace_root();
-    let mut names = BTreeSet::new();
-    for entry in std::fs::read_dir(root.join("wit")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "wit") {
-            continue;
+    let mut dirs = vec![root.join("wit")];
+    for entry in std::fs::read_dir(root.join("wit/entities")).unwrap() {
+        dirs.push(entry.unwrap().path());
+    }
+    let mut files = Vec::new();
+    for dir in dirs {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "wit") {
+                files.push(path);
+            }
         }
+    }
+    files
+}
+
+/// The names the WIT files declare: interfaces, worlds, types and functions.
+fn declared() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for path in wit_files() {
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
@@ -52,6 +66,11 @@ fn the_wit_reference_lists_everything_the_package_declares() {
         "append",
         "ecs-error",
         "entity-component",
+        "document-command",
+        "document-created",
+        "submit-commit",
+        "phase",
+        "document-component",
     ] {
         assert!(
             names.contains(expected),

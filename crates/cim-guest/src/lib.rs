@@ -91,3 +91,29 @@ pub fn handle<A: Aggregate>(cmd: Command) -> Result<Vec<Event>, EcsError> {
         }
     }
 }
+
+/// Handles command `name` of aggregate `A` that arrived through the entity's typed interface
+/// (`cim:<kind>/commands`): `cmd` is the command's generated WIT record, encoded as its JSON
+/// payload (ADR 0012), and handled exactly as [`handle`] handles the same command sent to
+/// `cim:ecs/entity.handle`. The components' build scripts generate the calls
+/// (`cim_witgen::Language::guest_commands`).
+pub fn handle_typed<A: Aggregate, C: serde::Serialize>(
+    name: &str,
+    id: String,
+    cmd: &C,
+    meta: Envelope,
+    expected_version: Option<u64>,
+) -> Result<Vec<Event>, EcsError> {
+    let payload = serde_json::to_vec(cmd)
+        .map_err(|e| EcsError::Invalid(format!("{name} cannot be encoded as JSON: {e}")))?;
+    handle::<A>(Command {
+        entity: EntityRef {
+            kind: A::KIND.to_owned(),
+            id,
+        },
+        name: name.to_owned(),
+        payload,
+        expected_version,
+        meta,
+    })
+}

@@ -20,6 +20,7 @@ mod call;
 mod daemon;
 pub mod deadletters;
 pub mod demo;
+pub mod describe;
 mod events;
 pub mod graph;
 mod graphdb;
@@ -28,11 +29,15 @@ mod models;
 pub mod objects;
 pub mod pipeline;
 pub mod status;
+pub mod typed_call;
 pub mod ui;
 mod wadm;
 
 pub use archive::pack as pack_provider;
-pub use call::{call, call_and_print, call_answered, command_for, CallArgs, FIRST_DEADLINE};
+pub use call::{
+    call, call_and_print, call_answered, command_for, resend_until_answered, CallArgs,
+    FIRST_DEADLINE,
+};
 pub use events::{print_events, read_events};
 pub use graph::graph_query;
 pub use lattice::{

@@ -70,31 +70,28 @@ enum Command {
     Down,
     /// Show hosts, components, providers, links and the application's wadm status.
     Status,
-    /// Send a command to an entity over wRPC (`cim:ecs/entity.handle`) and print its events.
+    /// Send a command to an entity over wRPC and print the events it appended:
+    /// `cim call <kind> <command> --id <id> --<field> <value>…`, the command and its fields read
+    /// from the deployed component's WIT (`cim call <kind> --help` lists the commands,
+    /// `cim call <kind> <command> --help` the fields), or `--json <payload>` for scripts.
+    #[command(disable_help_flag = true)]
     Call {
         /// Entity type, e.g. `document`.
+        #[arg(allow_hyphen_values = true)]
         kind: String,
-        /// Command name, e.g. `Create`.
-        command: String,
-        /// Entity id.
+        /// The command (`tag`), `--id <id>`, its fields (`--tag finance`) or `--json`, and
+        /// `--expected-version <n>`, `--command-id <id>`, `--deadline-ms <ms>`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print an entity's language: its commands and events with their fields, types and docs,
+    /// read from the WIT of the component `cim up` deployed.
+    Describe {
+        /// Entity type, e.g. `document`.
+        kind: String,
+        /// Read this component file instead of the deployed one.
         #[arg(long)]
-        id: String,
-        /// Command payload: the JSON itself, `@<file>` to read it from a file, or `-` to read
-        /// it from standard input (up to 8 MiB; one argument is limited to 128 KiB).
-        #[arg(long, default_value = "{}", allow_hyphen_values = true)]
-        json: String,
-        /// Only apply if the entity is at this version.
-        #[arg(long)]
-        expected_version: Option<u64>,
-        /// The command's id (default: a fresh ULID). A command sent again with the same id is
-        /// answered with the events it caused the first time and appends nothing, so a script
-        /// can retry safely.
-        #[arg(long)]
-        command_id: Option<String>,
-        /// How long to wait for an answer before sending the command again (same id, so it
-        /// applies once); doubled for each further send, up to 30 s in all.
-        #[arg(long, default_value_t = 2000)]
-        deadline_ms: u64,
+        wasm: Option<PathBuf>,
     },
     /// Run a read-only Cypher query on the knowledge graph, or export its structure.
     #[command(args_conflicts_with_subcommands = true)]
@@ -253,28 +250,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Demo(args) => cim::demo::demo(&ctx, &args.into()).await?,
         Command::Down => cim::down(&ctx)?,
         Command::Status => cim::status(&ctx).await?,
-        Command::Call {
-            kind,
-            command,
-            id,
-            json,
-            expected_version,
-            command_id,
-            deadline_ms,
-        } => {
-            cim::call_and_print(
-                &ctx,
-                &cim::CallArgs {
-                    kind: &kind,
-                    name: &command,
-                    id: &id,
-                    json: &json,
-                    expected_version,
-                    command_id: command_id.as_deref(),
-                    first_deadline: std::time::Duration::from_millis(deadline_ms),
-                },
-            )
-            .await?
+        Command::Call { kind, args } => cim::typed_call::run(&ctx, &kind, &args).await?,
+        Command::Describe { kind, wasm } => {
+            cim_domain::Token::parse("entity kind", &kind)?;
+            let wasm = wasm.unwrap_or_else(|| cim::typed_call::deployed_component(&ctx, &kind));
+            print!(
+                "{}",
+                cim::describe::render(&cim::describe::language_of_file(&wasm, &kind)?)
+            );
         }
         Command::DeadLetters { command, all } => match command {
             None => cim::deadletters::print(&ctx, all).await?,

@@ -14,11 +14,22 @@ fn readme_commands() -> Vec<String> {
         .expect("the README's block of commands");
     let block = &readme[start + "```sh\n".len()..];
     let block = &block[..block.find("```").unwrap()];
-    block
-        .lines()
-        .map(|l| l.split(" #").next().unwrap().trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
+    // A line ending in `\` continues on the next, as in a shell.
+    let mut commands = Vec::new();
+    let mut pending = String::new();
+    for line in block.lines() {
+        if let Some(head) = line.trim_end().strip_suffix('\\') {
+            pending.push_str(head);
+            continue;
+        }
+        pending.push_str(line);
+        let command = pending.split(" #").next().unwrap().trim().to_string();
+        pending.clear();
+        if !command.is_empty() {
+            commands.push(command);
+        }
+    }
+    commands
 }
 
 /// `cim ui` as printed: it serves the page on 127.0.0.1:8480.
