@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 
-/// The `.wit` files of `cim:ecs` (`wit/`) and of every entity package (`wit/entities/*/`).
+/// The `.wit` files of `cim:ecs` (`wit/`), of the systems' worlds (`wit/systems/`) and of every
+/// entity package (`wit/entities/*/`).
 fn wit_files() -> Vec<std::path::PathBuf> {
     let root = cim_testkit::workspace_root();
-    let mut dirs = vec![root.join("wit")];
+    let mut dirs = vec![root.join("wit"), root.join("wit/systems")];
     for entry in std::fs::read_dir(root.join("wit/entities")).unwrap() {
         dirs.push(entry.unwrap().path());
     }

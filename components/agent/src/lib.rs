@@ -3,7 +3,8 @@
 //! Linked from the event-store provider with a subscription to document events. Its imports
 //! are its ports: `eventstore` (the document's history), `inference` (embeddings and the
 //! classification), `graph` (embeddings on document nodes, `SIMILAR_TO` links),
-//! `objectstore` (prompts by CID) and `entity` (the document component).
+//! `objectstore` (prompts by CID) and `cim:document/commands` (the document component's typed
+//! commands, sent by the generated `send_typed`: no command JSON is assembled here).
 //!
 //! Settings come from the component's config (`wasi:config/store`): `embedding_model`
 //! (default `all-minilm`), `chat_model` (default: the inference link's model) and
@@ -12,24 +13,31 @@
 #[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
-        world: "reactor-component",
-        path: "../../wit",
+        world: "cim:systems/agent-component",
+        path: [
+            "../../wit",
+            "../../wit/entities/document",
+            "../../wit/entities/package",
+            "../../wit/systems",
+        ],
+        generate_all,
     });
 }
 
 use bindings::cim::ecs::graph::{self, Edge, Node, Property, Value};
 use bindings::cim::ecs::inference::{self, Message, Role};
-use bindings::cim::ecs::types::{
-    Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
-};
-use bindings::cim::ecs::{entity, eventstore, objectstore};
+use bindings::cim::ecs::types::{EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict};
+use bindings::cim::ecs::{eventstore, objectstore};
 use bindings::exports::cim::ecs::reactor::Guest;
 use cim_model::agent::{Documents, Inference, Knowledge, Objects, Reaction, Settings, SIMILAR_TO};
 use cim_model::document::DocumentCommand;
 
 cim_domain::wit_conversions!();
 cim_domain::imported_event_log!();
-cim_domain::imported_entity_client!();
+
+type DomainErrorOf = cim_domain::EcsError;
+
+include!(concat!(env!("OUT_DIR"), "/client.rs"));
 
 /// The exported component; its imports are the agent's ports.
 struct Component;
@@ -142,7 +150,17 @@ impl Documents for ImportedLog {
         command: &DocumentCommand,
         meta: cim_domain::Envelope,
     ) -> Result<Vec<cim_domain::RecordedEvent>, DomainError> {
-        send_command(document, command, meta)
+        if document.kind.as_str() != <cim_model::document::Document as cim_domain::Aggregate>::KIND
+        {
+            return Err(DomainErrorOf::Invalid(format!(
+                "{document} is not a document: only documents are linked"
+            )));
+        }
+        send_typed(document.id.as_str(), command, &envelope_out(meta), None)
+            .map_err(error_in)?
+            .into_iter()
+            .map(stored_event_in)
+            .collect()
     }
 }
 

@@ -2,29 +2,36 @@
 //!
 //! Linked from the event-store provider with a subscription to package events, it builds every
 //! requested flake attribute through its `cim:ecs/build` import (the nix-build provider) and
-//! records the outcome on the package through its `cim:ecs/entity` import (the package
+//! records the outcome on the package through its `cim:package/commands` import (the package
 //! component), caused by the triggering event. Redeliveries do nothing twice (the decision is
 //! taken from the package's history, read through the `cim:ecs/eventstore` import).
 
 #[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({
-        world: "pipeline-component",
-        path: "../../wit",
+        world: "cim:systems/pipeline-component",
+        path: [
+            "../../wit",
+            "../../wit/entities/document",
+            "../../wit/entities/package",
+            "../../wit/systems",
+        ],
+        generate_all,
     });
 }
 
-use bindings::cim::ecs::types::{
-    Command, EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict,
-};
-use bindings::cim::ecs::{build, entity, eventstore};
+use bindings::cim::ecs::types::{EcsError, EntityRef, Envelope, Event, NewEvent, VersionConflict};
+use bindings::cim::ecs::{build, eventstore};
 use bindings::exports::cim::ecs::reactor::Guest;
 use cim_model::package::PackageCommand;
 use cim_model::pipeline::{BuildOutcome, Builder, Packages};
 
 cim_domain::wit_conversions!();
 cim_domain::imported_event_log!();
-cim_domain::imported_entity_client!();
+
+type DomainErrorOf = cim_domain::EcsError;
+
+include!(concat!(env!("OUT_DIR"), "/client.rs"));
 
 /// The exported component; its imports are the pipeline's ports.
 struct Component;
@@ -54,7 +61,16 @@ impl Packages for ImportedLog {
         command: &PackageCommand,
         meta: cim_domain::Envelope,
     ) -> Result<Vec<cim_domain::RecordedEvent>, cim_domain::EcsError> {
-        send_command(package, command, meta)
+        if package.kind.as_str() != <cim_model::package::Package as cim_domain::Aggregate>::KIND {
+            return Err(DomainErrorOf::Invalid(format!(
+                "{package} is not a package: only packages are linked"
+            )));
+        }
+        send_typed(package.id.as_str(), command, &envelope_out(meta), None)
+            .map_err(error_in)?
+            .into_iter()
+            .map(stored_event_in)
+            .collect()
     }
 }
 

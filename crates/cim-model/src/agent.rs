@@ -78,7 +78,7 @@ pub trait Knowledge {
     fn link_similar(&mut self, from: &str, to: &str, score: f64) -> Result<(), EcsError>;
 }
 
-/// The document entity (`cim:ecs/entity` of the document component).
+/// The document entity (`cim:document/commands` of the document component).
 pub trait Documents {
     /// Sends `command` to `document` with envelope `meta`; returns the events it appended.
     fn send(

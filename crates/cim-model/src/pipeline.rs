@@ -44,7 +44,7 @@ pub trait Builder {
     fn build(&mut self, flake_ref: &str, attribute: &str) -> Result<BuildOutcome, EcsError>;
 }
 
-/// The package entity (`cim:ecs/entity` of the package component).
+/// The package entity (`cim:package/commands` of the package component).
 pub trait Packages {
     /// Sends `command` to `package` with envelope `meta`; returns the events it appended.
     fn send(

@@ -151,6 +151,20 @@ impl Language {
                 package: self.package_name(),
                 interface: format!("types.{commands_variant} (a variant)"),
             })?;
+        for case in &variant.cases {
+            if !iface.functions.contains_key(&case.name) {
+                return Err(WitgenError::Unsupported {
+                    item: format!("case `{commands_variant}.{}`", case.name),
+                    kind: format!(
+                        "a command without its function in `{interface}`; add `{0} as \
+                         {0}-command` to its `use types.{{…}}` and `{0}: func(id: string, \
+                         cmd: {0}-command, meta: envelope, expected-version: option<u64>) -> \
+                         result<list<event>, ecs-error>;`",
+                        case.name
+                    ),
+                });
+            }
+        }
         let mut out = format!("impl {module}::Guest for Component {{\n");
         for (name, func) in &iface.functions {
             let item = format!("function `{interface}.{name}`");
@@ -208,6 +222,99 @@ impl Language {
             out.push_str("    }\n");
         }
         out.push_str("}\n");
+        Ok(out)
+    }
+
+    /// Rust source of `fn send_typed(id, command, meta, expected_version)` for a system that
+    /// imports the typed `interface` (`commands`) of this entity through `wit_bindgen::generate!`
+    /// into module `bindings`: it sends each case of the rules' command enum (`command_enum`,
+    /// the generated `cim_model` type) to its typed function, field by field, so no command is
+    /// assembled as JSON by the caller. Uses the caller's `cim:ecs` bindings' `Envelope`,
+    /// `Event` and `EcsError`.
+    pub fn guest_client(
+        &self,
+        interface: &str,
+        commands_variant: &str,
+        bindings: &str,
+        command_enum: &str,
+    ) -> Result<String, WitgenError> {
+        let id = self.interface(interface)?;
+        let iface = &self.resolve.interfaces[id];
+        let package = &self.resolve.packages[self.package].name;
+        let module = format!(
+            "{bindings}::{}::{}::{}",
+            package.namespace.replace('-', "_"),
+            package.name.replace('-', "_"),
+            interface.replace('-', "_")
+        );
+        let types = self.interface("types")?;
+        let variant = self.resolve.interfaces[types]
+            .types
+            .get(commands_variant)
+            .and_then(|&t| match &self.resolve.types[t].kind {
+                TypeDefKind::Variant(v) => Some(v),
+                _ => None,
+            })
+            .ok_or_else(|| WitgenError::NoInterface {
+                package: self.package_name(),
+                interface: format!("types.{commands_variant} (a variant)"),
+            })?;
+        let package_name = format!("{}:{}", package.namespace, package.name);
+        let mut out = format!(
+            "/// Sends `command` to entity `id` through the typed import `{package_name}/{interface}`.\n\
+             fn send_typed(id: &str, command: &{command_enum}, meta: &{module}::Envelope, expected_version: Option<u64>) -> Result<Vec<{module}::Event>, {module}::EcsError> {{\n\
+             \x20   match command {{\n"
+        );
+        for case in &variant.cases {
+            let item = format!("case `{commands_variant}.{}`", case.name);
+            if !iface.functions.contains_key(&case.name) {
+                return Err(WitgenError::Unsupported {
+                    item,
+                    kind: format!("a command without a function in `{interface}`"),
+                });
+            }
+            let Some(Type::Id(record)) = case.ty else {
+                return Err(WitgenError::Unsupported {
+                    item,
+                    kind: "a command that carries no record".into(),
+                });
+            };
+            let record = self.dealias(record);
+            let TypeDefKind::Record(fields) = &self.resolve.types[record].kind else {
+                return Err(WitgenError::Unsupported {
+                    item,
+                    kind: "a command that carries no record".into(),
+                });
+            };
+            let names = fields
+                .fields
+                .iter()
+                .map(|f| snake(&f.name, &item))
+                .collect::<Result<Vec<_>, _>>()?;
+            let alias = iface
+                .functions
+                .get(&case.name)
+                .and_then(|f| f.params.get(1))
+                .and_then(|(_, t)| match t {
+                    Type::Id(t) => self.resolve.types[*t].name.clone(),
+                    _ => None,
+                })
+                .unwrap_or_else(|| case.name.clone());
+            let _ = writeln!(
+                out,
+                "        {command_enum}::{} {{ {} }} => {module}::{}(id, &{module}::{} {{ {} }}, meta, expected_version),",
+                camel(&case.name),
+                names.join(", "),
+                snake(&case.name, &item)?,
+                camel(&alias),
+                names
+                    .iter()
+                    .map(|n| format!("{n}: ::core::clone::Clone::clone({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        out.push_str("    }\n}\n");
         Ok(out)
     }
 

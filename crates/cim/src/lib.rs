@@ -28,6 +28,7 @@ mod lattice;
 mod models;
 pub mod objects;
 pub mod pipeline;
+pub mod scaffold;
 pub mod status;
 pub mod typed_call;
 pub mod ui;

@@ -84,6 +84,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Create something new in this repository from a template.
+    New {
+        #[command(subcommand)]
+        what: NewCommand,
+    },
     /// Print an entity's language: its commands and events with their fields, types and docs,
     /// read from the WIT of the component `cim up` deployed.
     Describe {
@@ -215,6 +220,19 @@ enum PipelineCommand {
     },
 }
 
+/// What `cim new` creates.
+#[derive(Debug, Subcommand)]
+enum NewCommand {
+    /// A new entity type that builds, deploys with `cim up` and answers `cim call <name> open
+    /// --id <id> --title <title>` before any rule is written: its WIT package
+    /// (`wit/entities/<name>/`), its rules with a test (`crates/cim-model/src/<name>.rs`), its
+    /// component crate (`components/<name>/`) and its entries in both wadm manifests.
+    Entity {
+        /// The entity type's name: lower-case letters, digits and single `-` (`ticket`).
+        name: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum ObjectCommand {
     /// Store a file; prints its CID (storing the same bytes twice stores them once).
@@ -251,6 +269,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Down => cim::down(&ctx)?,
         Command::Status => cim::status(&ctx).await?,
         Command::Call { kind, args } => cim::typed_call::run(&ctx, &kind, &args).await?,
+        Command::New {
+            what: NewCommand::Entity { name },
+        } => print!("{}", cim::scaffold::new_entity(&name)?),
         Command::Describe { kind, wasm } => {
             cim_domain::Token::parse("entity kind", &kind)?;
             let wasm = wasm.unwrap_or_else(|| cim::typed_call::deployed_component(&ctx, &kind));
