@@ -2,7 +2,7 @@
 //! the lattice by wRPC clients generated from the WIT files alone, as a caller in any language
 //! would generate them: no CIM crate builds the commands.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cim_domain::EntityRef;
 
@@ -309,12 +309,56 @@ pub fn cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_not
                 ],
                 "DocumentCreated",
             ),
-            (vec!["tag", "--tag", "typed"], "DocumentTagged"),
-            (vec!["archive", "--reason", "done"], "DocumentArchived"),
+            (
+                vec!["attach-text", "--text", "Invoice 7: please pay 7 EUR"],
+                "TextAttached",
+            ),
         ] {
             let mut full = vec!["call", "document"];
             full.push(args[0]);
             full.extend(["--id", id]);
+            full.extend(args[1..].iter().copied());
+            let (ok, out, err) = cim(lattice, &full).await;
+            assert!(ok && out.contains(event), "{full:?}: {out}{err}");
+        }
+        // The agent classifies it (through the document's typed interface); then a person
+        // records a failure and re-classifies by hand, tags and archives it.
+        let (_, classified) = crate::agent::outcome(lattice, id).await;
+        let by_hand = if classified.name.as_str() == "DocumentClassified"
+            && serde_json::from_slice::<serde_json::Value>(&classified.payload).unwrap()["category"]
+                == "contract"
+        {
+            "invoice"
+        } else {
+            "contract"
+        };
+        for (args, event) in [
+            (
+                vec![
+                    "record-classification-failure",
+                    "--reason",
+                    "checked by hand",
+                    "--model",
+                    "cim-scripted-chat",
+                ],
+                "ClassificationFailed",
+            ),
+            (
+                vec![
+                    "classify",
+                    "--category",
+                    by_hand,
+                    "--confidence",
+                    "1",
+                    "--classified-by",
+                    "operator",
+                ],
+                "DocumentClassified",
+            ),
+            (vec!["tag", "--tag", "typed"], "DocumentTagged"),
+            (vec!["archive", "--reason", "done"], "DocumentArchived"),
+        ] {
+            let mut full = vec!["call", "document", args[0], "--id", id];
             full.extend(args[1..].iter().copied());
             let (ok, out, err) = cim(lattice, &full).await;
             assert!(ok && out.contains(event), "{full:?}: {out}{err}");
@@ -327,18 +371,30 @@ pub fn cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_not
             created["categories"],
             serde_json::json!(["invoice", "contract"])
         );
-        assert_eq!(stored.len(), 3);
+        let by_person: serde_json::Value =
+            serde_json::from_slice(&stored[stored.len() - 3].payload).unwrap();
+        assert_eq!(by_person["classified_by"], "operator");
+        assert!(
+            by_person.get("model").is_none(),
+            "an absent option is left out: {by_person}"
+        );
+        assert_eq!(stored.last().unwrap().name.as_str(), "DocumentArchived");
 
-        // The package's first steps, likewise (its build is the pipeline's test).
+        // The package's whole lifecycle, likewise: the build in the middle is the pipeline's
+        // (a real Nix build of a throwaway git repository it may build).
+        let repo = lattice.cli.state_dir().join("repos/typed");
+        let commit = cim_tests::lattice::git_flake_repo(&repo, "hello").unwrap();
+        let repository = repo.display().to_string();
+        let flake = format!("git+file://{}?rev={commit}", repo.display());
         let id = "typed-cli-pkg";
         for (args, event) in [
             (
                 vec![
                     "submit-commit",
                     "--repository",
-                    "https://example.org/x.git",
+                    &repository,
                     "--commit",
-                    "89abcdef0123456789abcdef0123456789abcdef",
+                    &commit,
                     "--branch",
                     "main",
                     "--author",
@@ -358,6 +414,72 @@ pub fn cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_not
                 vec!["approve-pull-request", "--reviewer", "grace"],
                 "PullRequestApproved",
             ),
+            (
+                vec![
+                    "request-build",
+                    "--flake-ref",
+                    &flake,
+                    "--attribute",
+                    "packages.x86_64-linux.default",
+                ],
+                "BuildRequested",
+            ),
+        ] {
+            let mut full = vec!["call", "package", args[0], "--id", id];
+            full.extend(args[1..].iter().copied());
+            let (ok, out, err) = cim(lattice, &full).await;
+            let text = format!("{out}{err}");
+            assert!(text.contains(event), "{full:?}: {text}");
+            assert_eq!(ok, !event.contains(' '), "{full:?}: {text}");
+        }
+        let published = Instant::now() + Duration::from_secs(300);
+        loop {
+            let stored = cim::read_events(nats.clone(), &EntityRef::new("package", id).unwrap())
+                .await
+                .expect("read");
+            if stored.iter().any(|e| e.name.as_str() == "PackagePublished") {
+                break;
+            }
+            assert!(
+                Instant::now() < published,
+                "the pipeline published nothing within 300 s: {:?}",
+                stored.iter().map(|e| e.name.as_str()).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        for (args, event) in [
+            (
+                vec!["configure-package", "--name", "typed", "--version", "0.1.0"],
+                "PackageConfigured",
+            ),
+            (
+                vec!["create-context", "--context", "production"],
+                "ContextCreated",
+            ),
+            (
+                vec![
+                    "deploy-container",
+                    "--host",
+                    "host-y",
+                    "--container",
+                    "typed",
+                ],
+                "no deployment without configuration",
+            ),
+            (
+                vec!["add-configuration", "--key", "replicas", "--value", "1"],
+                "ConfigurationAdded",
+            ),
+            (
+                vec![
+                    "deploy-container",
+                    "--host",
+                    "host-y",
+                    "--container",
+                    "typed",
+                ],
+                "ContainerDeployed",
+            ),
         ] {
             let mut full = vec!["call", "package", args[0], "--id", id];
             full.extend(args[1..].iter().copied());
@@ -369,6 +491,21 @@ pub fn cim_describe_and_typed_flags_drive_the_entities_and_wrong_flags_store_not
         let stored = cim::read_events(nats.clone(), &EntityRef::new("package", id).unwrap())
             .await
             .expect("read");
-        assert_eq!(stored.len(), 3);
+        let names: Vec<&str> = stored.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "CommitSubmitted",
+                "PullRequestOpened",
+                "PullRequestApproved",
+                "BuildRequested",
+                "BuildSucceeded",
+                "PackagePublished",
+                "PackageConfigured",
+                "ContextCreated",
+                "ConfigurationAdded",
+                "ContainerDeployed",
+            ]
+        );
     })
 }
