@@ -116,7 +116,10 @@ impl Aggregate for Package {
         if !matches!(name, "BuildSucceeded" | "BuildFailed") {
             return None;
         }
-        let serde_json::Value::Object(mut fields) = serde_json::from_slice(payload).ok()? else {
+        // Read as strictly as any payload (a key given twice is refused, not upcast).
+        let serde_json::Value::Object(mut fields) =
+            cim_domain::EventCodec::decode::<serde_json::Value>(name, payload).ok()?
+        else {
             return None;
         };
         if fields.contains_key("attempt") {

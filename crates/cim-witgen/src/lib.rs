@@ -286,6 +286,15 @@ impl Language {
                     kind: "a command that carries no record".into(),
                 });
             };
+            if let Some(f) = fields.fields.iter().find(|f| !plain(&self.resolve, &f.ty)) {
+                return Err(WitgenError::Unsupported {
+                    item: format!("field `{}.{}`", case.name, f.name),
+                    kind: "a field of a record, variant, enum or tuple type in a command a \
+                           system sends (only scalars, strings and options and lists of them \
+                           are copied field by field)"
+                        .into(),
+                });
+            }
             let names = fields
                 .fields
                 .iter()
@@ -356,10 +365,23 @@ impl Gen<'_> {
     fn all(&self) -> Result<String, WitgenError> {
         let iface = &self.resolve.interfaces[self.interface];
         let inlined = self.inlined();
+        // Records carried by a case of a strict variant are strict too (a command's fields).
+        let mut strict_records = HashSet::new();
+        for (name, &ty) in &iface.types {
+            if let TypeDefKind::Variant(v) = &self.resolve.types[ty].kind {
+                if self.strict.contains(name.as_str()) {
+                    strict_records.extend(v.cases.iter().filter_map(|c| match c.ty {
+                        Some(Type::Id(p)) => Some(p),
+                        _ => None,
+                    }));
+                }
+            }
+        }
         let mut out = String::new();
         for (name, &ty) in &iface.types {
             let def = &self.resolve.types[ty];
             let item = format!("type `{name}`");
+            check_name(name, &item)?;
             let type_docs = docs(&def.docs, &item, "")?;
             match &def.kind {
                 TypeDefKind::Record(record) => {
@@ -368,7 +390,7 @@ impl Gen<'_> {
                     }
                     out.push_str(&type_docs);
                     out.push_str(&self.derives(ty));
-                    if self.strict.contains(name.as_str()) {
+                    if self.strict.contains(name.as_str()) || strict_records.contains(&ty) {
                         out.push_str("#[serde(deny_unknown_fields)]\n");
                     }
                     let _ = writeln!(out, "pub struct {} {{", camel(name));
@@ -384,6 +406,7 @@ impl Gen<'_> {
                     let _ = writeln!(out, "pub enum {} {{", camel(name));
                     for case in &variant.cases {
                         let item = format!("case `{name}.{}`", case.name);
+                        check_name(&case.name, &item)?;
                         let case_docs = docs(&case.docs, &item, "    ")?;
                         match case.ty {
                             None => {
@@ -428,6 +451,7 @@ impl Gen<'_> {
                     let _ = writeln!(out, "pub enum {} {{", camel(name));
                     for case in &cases.cases {
                         let item = format!("case `{name}.{}`", case.name);
+                        check_name(&case.name, &item)?;
                         out.push_str(&docs(&case.docs, &item, "    ")?);
                         let _ = writeln!(out, "    {},", camel(&case.name));
                     }
@@ -463,11 +487,16 @@ impl Gen<'_> {
             match &self.resolve.types[ty].kind {
                 TypeDefKind::Variant(v) => {
                     for case in &v.cases {
-                        if let Some(Type::Id(p)) = case.ty {
-                            if payloads.contains(&p) {
-                                elsewhere.insert(p);
+                        match case.ty {
+                            Some(Type::Id(p)) if self.resolve.types[p].name.is_some() => {
+                                if payloads.contains(&p) {
+                                    elsewhere.insert(p);
+                                }
+                                payloads.insert(p);
                             }
-                            payloads.insert(p);
+                            // `list<r>`, `option<r>`, a tuple: `r` is a type of its own.
+                            Some(ref t) => self.mentioned(t, &mut elsewhere),
+                            None => {}
                         }
                     }
                 }
@@ -549,7 +578,7 @@ impl Gen<'_> {
             if self.is_option(&field.ty) {
                 let _ = writeln!(
                     out,
-                    "{indent}#[serde(default, skip_serializing_if = \"Option::is_none\")]"
+                    "{indent}#[serde(default, skip_serializing_if = \"::std::option::Option::is_none\")]"
                 );
             }
             let _ = writeln!(
@@ -564,7 +593,14 @@ impl Gen<'_> {
     }
 
     fn is_option(&self, ty: &Type) -> bool {
-        matches!(ty, Type::Id(id) if matches!(self.resolve.types[*id].kind, TypeDefKind::Option(_)))
+        match ty {
+            Type::Id(id) => match &self.resolve.types[*id].kind {
+                TypeDefKind::Option(_) => true,
+                TypeDefKind::Type(t) => self.is_option(t),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     fn rust_type(&self, ty: &Type, item: &str) -> Result<String, WitgenError> {
@@ -581,7 +617,7 @@ impl Gen<'_> {
             Type::F32 => "f32".into(),
             Type::F64 => "f64".into(),
             Type::Char => "char".into(),
-            Type::String => "String".into(),
+            Type::String => "::std::string::String".into(),
             Type::ErrorContext => {
                 return Err(WitgenError::Unsupported {
                     item: item.to_owned(),
@@ -600,8 +636,18 @@ impl Gen<'_> {
                     return Ok(camel(name));
                 }
                 match &def.kind {
-                    TypeDefKind::Option(t) => format!("Option<{}>", self.rust_type(t, item)?),
-                    TypeDefKind::List(t) => format!("Vec<{}>", self.rust_type(t, item)?),
+                    TypeDefKind::Option(t) if self.is_option(t) => {
+                        return Err(WitgenError::Unsupported {
+                            item: item.to_owned(),
+                            kind: "an option of an option (`null` and absent are both none)".into(),
+                        })
+                    }
+                    TypeDefKind::Option(t) => {
+                        format!("::std::option::Option<{}>", self.rust_type(t, item)?)
+                    }
+                    TypeDefKind::List(t) => {
+                        format!("::std::vec::Vec<{}>", self.rust_type(t, item)?)
+                    }
                     TypeDefKind::Tuple(t) => {
                         let parts = t
                             .types
@@ -661,28 +707,55 @@ pub fn camel(name: &str) -> String {
         .collect()
 }
 
-/// `content-cid` → `content_cid`; a Rust keyword becomes a raw identifier (`r#type`), which
-/// serde still names `type`.
-fn snake(name: &str, item: &str) -> Result<String, WitgenError> {
+/// Rust keywords (strict and reserved): wit-bindgen renames such a field (`type_`) where the
+/// JSON encoding keeps the WIT name, so an entity's language may not use them as names.
+const RUST_KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
+    "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro", "override",
+    "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+/// Whether values of `ty` are the same Rust type in wit-bindgen's bindings and in the generated
+/// rules' types (so a client can copy them field by field): scalars, strings, and options and
+/// lists of them.
+fn plain(resolve: &Resolve, ty: &Type) -> bool {
+    match ty {
+        Type::ErrorContext => false,
+        Type::Id(id) => match &resolve.types[*id].kind {
+            TypeDefKind::Option(t) | TypeDefKind::List(t) | TypeDefKind::Type(t) => {
+                plain(resolve, t)
+            }
+            _ => false,
+        },
+        _ => true,
+    }
+}
+
+/// Refuses a name that is a Rust keyword or has an upper-case word (`attach-PDF`: wit-bindgen
+/// writes `AttachPdf` where the encoding would write `AttachPDF`).
+fn check_name(name: &str, item: &str) -> Result<(), WitgenError> {
     let snake = name.replace('-', "_");
-    const RAW: &[&str] = &[
-        "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern",
-        "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-        "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use",
-        "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro", "override",
-        "priv", "try", "typeof", "unsized", "virtual", "yield",
-    ];
-    if ["self", "super", "crate"].contains(&snake.as_str()) {
+    if RUST_KEYWORDS.contains(&snake.as_str()) {
         return Err(WitgenError::Unsupported {
             item: item.to_owned(),
-            kind: format!("the name `{name}`"),
+            kind: format!("the name `{name}`, a Rust keyword,"),
         });
     }
-    Ok(if RAW.contains(&snake.as_str()) {
-        format!("r#{snake}")
-    } else {
-        snake
-    })
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(WitgenError::Unsupported {
+            item: item.to_owned(),
+            kind: format!("the upper-case name `{name}`"),
+        });
+    }
+    Ok(())
+}
+
+/// `content-cid` → `content_cid`, after [`check_name`].
+fn snake(name: &str, item: &str) -> Result<String, WitgenError> {
+    check_name(name, item)?;
+    Ok(name.replace('-', "_"))
 }
 
 #[cfg(test)]
@@ -709,11 +782,60 @@ mod tests {
         .unwrap();
         assert!(rust.contains("pub enum Cmd {"), "{rust}");
         assert!(rust.contains("    OpenIt {"), "{rust}");
-        assert!(rust.contains("main_title: String,"), "{rust}");
-        assert!(rust.contains("note: Option<String>,"), "{rust}");
+        assert!(
+            rust.contains("main_title: ::std::string::String,"),
+            "{rust}"
+        );
+        assert!(
+            rust.contains("note: ::std::option::Option<::std::string::String>,"),
+            "{rust}"
+        );
         assert!(rust.contains("skip_serializing_if"), "{rust}");
         assert!(rust.contains("#[serde(deny_unknown_fields)]"), "{rust}");
         assert!(!rust.contains("pub struct OpenIt"), "inlined: {rust}");
+    }
+
+    #[test]
+    fn a_rust_keyword_or_an_upper_case_name_is_refused_by_name() {
+        for (wit, named) in [
+            ("/// R.\nrecord r { /// F.\n %type: string }", "r.type"),
+            (
+                "/// R.\nrecord attach-PDF { /// F.\n f: string }",
+                "attach-PDF",
+            ),
+            ("/// V.\nvariant v { /// C.\n try }", "v.try"),
+        ] {
+            let err = language(&format!(
+                "package t:t@0.1.0;\n/// I.\ninterface types {{\n{wit}\n}}\n"
+            ))
+            .unwrap_err();
+            assert!(matches!(err, WitgenError::Unsupported { .. }), "{err}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_record_in_a_list_in_a_case_stays_a_type_and_a_commands_record_is_strict() {
+        let rust = language(
+            "package t:t@0.1.0;\n/// I.\ninterface types {\n/// R.\nrecord r { /// F.\n f: string }\n/// Commands.\nvariant cmd { /// A.\n a(r), /// B.\n b(list<r>) }\n}\n",
+        )
+        .unwrap();
+        assert!(rust.contains("pub struct R {"), "{rust}");
+        assert!(rust.contains("B(::std::vec::Vec<R>)"), "{rust}");
+        let strict = rust.contains(
+            "#[serde(deny_unknown_fields)]
+pub struct R",
+        );
+        assert!(strict, "{rust}");
+    }
+
+    #[test]
+    fn an_option_of_an_option_is_refused() {
+        let err = language(
+            "package t:t@0.1.0;\n/// I.\ninterface types {\n/// R.\nrecord r { /// F.\n f: option<option<u8>> }\n}\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("option of an option"), "{err}");
     }
 
     #[test]

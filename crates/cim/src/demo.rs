@@ -13,7 +13,7 @@ use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use cim_domain::{EntityRef, EventCodec, RecordedEvent};
+use cim_domain::{EntityRef, RecordedEvent};
 use cim_model::document::DocumentEvent;
 use cim_model::package::PackageEvent;
 
@@ -66,7 +66,11 @@ async fn agent_outcome(nats: &async_nats::Client, entity: &EntityRef) -> anyhow:
     loop {
         let events = read_events(nats.clone(), entity).await?;
         for e in &events {
-            match EventCodec::decode::<DocumentEvent>(e.name.as_str(), &e.payload)? {
+            match <cim_model::document::Document as cim_domain::Aggregate>::decode_event(
+                e.name.as_str(),
+                e.schema_version,
+                &e.payload,
+            )? {
                 DocumentEvent::DocumentClassified {
                     category,
                     confidence,
@@ -245,7 +249,11 @@ pub async fn demo(ctx: &Cli, opts: &UpOptions) -> anyhow::Result<()> {
         written += events.len();
         for e in &events {
             if let Ok(PackageEvent::PackagePublished { store_path: p, .. }) =
-                EventCodec::decode::<PackageEvent>(e.name.as_str(), &e.payload)
+                <cim_model::package::Package as cim_domain::Aggregate>::decode_event(
+                    e.name.as_str(),
+                    e.schema_version,
+                    &e.payload,
+                )
             {
                 store_path = p;
             }

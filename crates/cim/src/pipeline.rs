@@ -225,7 +225,11 @@ async fn await_outcome(
             next = e.version + 1;
             print_event(&e);
             driver.last = Some(e.cid.to_string());
-            match EventCodec::decode::<PackageEvent>(e.name.as_str(), &e.payload)? {
+            match <cim_model::package::Package as cim_domain::Aggregate>::decode_event(
+                e.name.as_str(),
+                e.schema_version,
+                &e.payload,
+            )? {
                 PackageEvent::BuildFailed {
                     attempt: a,
                     error,
@@ -315,8 +319,11 @@ pub async fn submit(ctx: &Cli, s: &Submission) -> anyhow::Result<()> {
     let request = requested
         .last()
         .context("the package recorded no BuildRequested")?;
-    let attempt = match EventCodec::decode::<PackageEvent>(request.name.as_str(), &request.payload)?
-    {
+    let attempt = match <cim_model::package::Package as cim_domain::Aggregate>::decode_event(
+        request.name.as_str(),
+        request.schema_version,
+        &request.payload,
+    )? {
         PackageEvent::BuildRequested { attempt, .. } => attempt,
         other => bail!("expected BuildRequested, the package recorded {other:?}"),
     };

@@ -17,8 +17,9 @@ use thiserror::Error;
 pub enum ScaffoldError {
     /// The name cannot name an entity.
     #[error(
-        "`{0}` cannot name an entity: use 1 to 32 characters of a-z, 0-9 and single '-', \
-         starting with a letter (it becomes a WIT package, a Rust module and a NATS subject token)"
+        "`{0}` cannot name an entity: use one word of 1 to 32 characters of a-z and 0-9, \
+         starting with a letter (it becomes a WIT package, a Rust module, a Cargo package and a \
+         NATS subject token)"
     )]
     BadName(String),
     /// The name is a WIT or Rust keyword.
@@ -138,15 +139,15 @@ const KEYWORDS: &[&str] = &[
 
 /// Checks `name` and plans the files of a new entity in the repository at `root`.
 pub fn plan(root: &Path, name: &str) -> Result<Scaffold, ScaffoldError> {
+    // One word: it names a WIT package, a Rust module, a Cargo package and its `.wasm` file
+    // (Cargo writes `a_b.wasm` for a package `a-b`), and a NATS subject token, all alike.
     let valid = !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        });
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+
     if !valid {
         return Err(ScaffoldError::BadName(name.to_owned()));
     }
@@ -276,8 +277,8 @@ pub fn write(root: &Path, scaffold: &Scaffold) -> Result<(), ScaffoldError> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
+            created.push(path.clone());
             std::fs::write(&path, text).map_err(io)?;
-            created.push(path);
         }
         for (rel, text) in &scaffold.changed {
             let path = root.join(rel);
@@ -286,8 +287,8 @@ pub fn write(root: &Path, scaffold: &Scaffold) -> Result<(), ScaffoldError> {
                 source,
             };
             let before = std::fs::read_to_string(&path).map_err(io)?;
+            restored.push((path.clone(), before));
             std::fs::write(&path, text).map_err(io)?;
-            restored.push((path, before));
         }
         Ok(())
     })();
@@ -653,19 +654,20 @@ mod tests {
     #[test]
     fn a_new_entity_writes_its_wit_rules_component_and_manifest_entries() {
         let dir = repo();
-        let scaffold = plan(dir.path(), "work-order").unwrap();
+        let scaffold = plan(dir.path(), "workorder").unwrap();
         write(dir.path(), &scaffold).unwrap();
         let read = |rel: &str| std::fs::read_to_string(dir.path().join(rel)).unwrap();
-        assert!(read("wit/entities/work-order/types.wit").contains("variant work-order-command {"));
-        assert!(read("crates/cim-model/src/work_order.rs").contains("impl Aggregate for WorkOrder"));
-        assert!(read("components/work-order/src/lib.rs")
-            .contains("cim:work-order/work-order-component"));
+        assert!(read("wit/entities/workorder/types.wit").contains("variant workorder-command {"));
+        assert!(read("crates/cim-model/src/workorder.rs").contains("impl Aggregate for Workorder"));
+        assert!(
+            read("components/workorder/src/lib.rs").contains("cim:workorder/workorder-component")
+        );
         let lib = read("crates/cim-model/src/lib.rs");
-        assert!(lib.find("pub mod work_order;").unwrap() > lib.find("pub mod pipeline;").unwrap());
+        assert!(lib.find("pub mod workorder;").unwrap() > lib.find("pub mod pipeline;").unwrap());
         for manifest in ["wadm/local/cim.wadm.yaml", "wadm/cim.wadm.yaml"] {
             let text = read(manifest);
-            assert!(text.contains("\n    - name: work-order\n"), "{manifest}");
-            assert!(text.find("name: work-order").unwrap() < text.find(MANIFEST_MARKER).unwrap());
+            assert!(text.contains("\n    - name: workorder\n"), "{manifest}");
+            assert!(text.find("name: workorder").unwrap() < text.find(MANIFEST_MARKER).unwrap());
         }
     }
 

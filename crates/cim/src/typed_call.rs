@@ -73,7 +73,7 @@ pub enum CallArgError {
         ty: String,
     },
     /// A flag without its value.
-    #[error("`--{flag}` needs a value")]
+    #[error("`--{flag}` needs a value (write `--{flag}=<value>` for one that starts with `--`)")]
     NoValue {
         /// The flag.
         flag: String,
@@ -194,9 +194,16 @@ pub fn parse(
         };
         let value = match inline {
             Some(v) => v,
-            None => it.next().cloned().ok_or_else(|| CallArgError::NoValue {
-                flag: flag.to_owned(),
-            })?,
+            // A separate value may not look like a flag: `--model --prompt-cid x` is a
+            // forgotten value, not the model `--prompt-cid` (write `--model=--x` for that).
+            None => match it.next() {
+                Some(v) if !v.starts_with("--") => v.clone(),
+                _ => {
+                    return Err(CallArgError::NoValue {
+                        flag: flag.to_owned(),
+                    })
+                }
+            },
         };
         if OWN.iter().any(|(f, _)| *f == flag) {
             if own.insert(flag.to_owned(), Value::String(value)).is_some() {
@@ -732,6 +739,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, CallArgError::NoLanguage { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_flag_without_its_value_is_refused_not_given_the_next_flag() {
+        let err = call(&["classify", "--id", "d", "--model", "--category", "x"]).unwrap_err();
+        assert_eq!(
+            err,
+            CallArgError::NoValue {
+                flag: "model".into()
+            }
+        );
     }
 
     #[test]
