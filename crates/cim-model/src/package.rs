@@ -116,10 +116,10 @@ impl Aggregate for Package {
         if !matches!(name, "BuildSucceeded" | "BuildFailed") {
             return None;
         }
-        // Read as strictly as any payload (a key given twice is refused, not upcast).
-        let serde_json::Value::Object(mut fields) =
-            cim_domain::EventCodec::decode::<serde_json::Value>(name, payload).ok()?
-        else {
+        // Read as strictly as any payload (a key given twice is refused, not upcast):
+        // decoding as a `Value` yields the tagged form, `{name: fields}`.
+        let tagged = cim_domain::EventCodec::decode::<serde_json::Value>(name, payload).ok()?;
+        let Some(serde_json::Value::Object(mut fields)) = tagged.get(name).cloned() else {
             return None;
         };
         if fields.contains_key("attempt") {
