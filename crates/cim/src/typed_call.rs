@@ -165,7 +165,8 @@ const OWN: &[(&str, &str)] = &[
 ];
 
 /// Reads `cim call <kind> <args…>`. `language` is the entity's, or why it could not be read:
-/// without it only `--json` with the command's wire name works.
+/// without it field flags are refused, and the command is sent as given (a kebab-case name in
+/// upper camel case) with `--json`, or with `{}` when no payload is given; the component judges.
 pub fn parse(
     kind: &str,
     language: Result<&Language, String>,
